@@ -1,0 +1,53 @@
+"""kernelnets kernels: the op set every backend implements.
+
+Layouts: activations NHWC float32 C-contiguous; conv weights HWIO ``(kh, kw, cin, cout)``;
+depthwise ``(kh, kw, c, multiplier)`` with output channel ``c * multiplier + m`` (Keras/TF order);
+dense ``(in, out)``. Padding is explicit ``(top, bottom, left, right)``. ``act`` is ``None``,
+``"relu"`` or ``"relu6"``. The fused epilogue is ``out = act(op(x) + bias + residual)``.
+
+Backend contract (``kernels.cpu``, ``kernels.gpu``, and ``nets``' reference adapter): weights are
+packed once with ``pack_*`` into an opaque object; every op writes into a preallocated ``out``.
+``out_c0`` lets an op write channels ``[out_c0, out_c0 + cout)`` of a wider ``out`` buffer, which is
+how concatenation happens without copies. Inputs and ``residual`` are whole contiguous buffers.
+
+    pack_conv2d(kernel, bias)            -> packed      kernel (kh, kw, cin, cout), bias (cout,) | None
+    conv2d(x, packed, out, stride, pad, act=None, residual=None, out_c0=0)
+    pack_depthwise(kernel, bias)         -> packed      kernel (kh, kw, c, mult)
+    depthwise_conv2d(x, packed, out, stride, pad, act=None, out_c0=0)
+    max_pool2d(x, out, pool, stride, pad, out_c0=0)                  padded cells never win
+    avg_pool2d(x, out, pool, stride, pad, count_include_pad, out_c0=0)
+    global_avg_pool(x, out)              x (N, H, W, C) -> out (N, C)
+    global_max_pool(x, out)
+    add(a, b, out, act=None)             same shapes
+    pack_dense(kernel, bias)             -> packed      kernel (in, out)
+    dense(x, packed, out, act=None)      x (N, in) -> out (N, out)
+    softmax(x, out)                      over the last axis
+    activation(x, out, act)              standalone relu / relu6
+    channel_affine(x, scale, shift, out, act=None)   an unfolded batch norm: x * scale + shift
+    concat(xs, out)                      copying fallback along the last axis
+    zero_pad(x, out, pad)                copying fallback
+
+``pack_*`` objects expose ``variant`` (a short name of the kernel that will run) so profiles can say
+which code ran. Shapes and dtypes are validated by the runtime before a kernel is called; kernels
+trust their arguments.
+"""
+
+ACTIVATIONS = (None, "relu", "relu6")
+
+OPS = (
+    "conv2d", "depthwise_conv2d", "max_pool2d", "avg_pool2d", "global_avg_pool", "global_max_pool",
+    "add", "dense", "softmax", "activation", "channel_affine", "concat", "zero_pad",
+)
+PACKERS = ("pack_conv2d", "pack_depthwise", "pack_dense")
+
+
+def conv_output_size(size: int, k: int, stride: int, pad_before: int, pad_after: int) -> int:
+    """Output length of a valid sliding window over a padded axis."""
+    return (size + pad_before + pad_after - k) // stride + 1
+
+
+def same_padding(size: int, k: int, stride: int) -> tuple[int, int]:
+    """Keras/TF 'same' padding for one axis: the odd extra cell goes after (bottom/right)."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + k - size, 0)
+    return total // 2, total - total // 2

@@ -1,0 +1,1 @@
+"""kernelnets runtime: IR, passes, memory planner, executors, model zoo, importers, CLI."""
