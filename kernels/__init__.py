@@ -51,3 +51,17 @@ def same_padding(size: int, k: int, stride: int) -> tuple[int, int]:
     out = -(-size // stride)
     total = max((out - 1) * stride + k - size, 0)
     return total // 2, total - total // 2
+
+
+BACKENDS = ("cpu", "gpu", "reference")
+
+
+def get_backend(device: str):
+    """The module implementing the op contract for ``device``: "cpu" (Numba), "gpu" (CUDA through
+    CuPy) or "reference" (the NumPy oracle, slow)."""
+    import importlib
+
+    if device not in BACKENDS:
+        raise ValueError(f"unknown device {device!r}; choose one of {', '.join(BACKENDS)}")
+    module = {"cpu": "kernels.cpu", "gpu": "kernels.gpu", "reference": "kernels.reference_backend"}[device]
+    return importlib.import_module(module)

@@ -1,0 +1,222 @@
+"""Graph passes: turn a model graph (one node per source layer, weights loaded) into the graph the
+executor runs. Each pass is small and keeps a record: a node that absorbs another lists it in
+``Node.fused``, so profiles still show every source layer ("fused into X").
+
+Pipeline (``optimize``):
+    lower            drop Dropout / linear Activation, Flatten -> reshape view, split SeparableConv2D
+                     into depthwise + 1x1 conv, split dense(softmax) into dense + softmax
+    fold_batchnorm   BN after conv / depthwise / dense folded into its weights and bias;
+                     any other BN becomes a channel_affine node
+    fold_zero_pad    ZeroPadding2D folded into the padding of the conv / depthwise / max pool after it
+    fuse_residual    add(conv(x), y) -> conv with residual=y (the conv moves to the add's place)
+    fuse_activation  ReLU / ReLU6 folded into the epilogue of the conv / depthwise / dense / add before it
+Concatenation without copies is planned by ``nets.planner`` (producers write into channel slices).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nets.errors import ModelError
+from nets.ir import Graph, Node
+
+EPILOGUE_OPS = ("conv2d", "depthwise_conv2d", "dense", "add", "channel_affine")
+
+
+def _sole_consumer(g: Graph, value: str) -> Node | None:
+    if value in g.outputs:
+        return None
+    cons = g.consumers(value)
+    if len(cons) != 1 or cons[0].inputs.count(value) != 1:
+        return None
+    return cons[0]
+
+
+def _rename_uses(g: Graph, old: str, new: str):
+    for n in g.nodes:
+        n.inputs = [new if v == old else v for v in n.inputs]
+        if n.attrs.get("residual") == old:
+            n.attrs["residual"] = new
+    g.outputs = [new if v == old else v for v in g.outputs]
+
+
+def _absorb(g: Graph, keeper: Node, gone: Node):
+    """``keeper`` takes over ``gone``'s output value; ``gone`` disappears from the graph."""
+    keeper.output = gone.output
+    keeper.fused.append(gone.name)
+    keeper.fused.extend(gone.fused)
+    g.nodes.remove(gone)
+
+
+def _drop(g: Graph, node: Node):
+    """Remove a node whose output equals its input (dropout, linear activation)."""
+    _rename_uses(g, node.output, node.inputs[0])
+    prod = g.producer(node.inputs[0])
+    if prod is not None:
+        prod.fused.append(node.name)
+    g.nodes.remove(node)
+
+
+def lower(g: Graph) -> Graph:
+    for node in list(g.nodes):
+        op = node.op
+        if op == "dropout" or (op == "activation" and node.attrs["act"] == "linear"):
+            _drop(g, node)
+        elif op == "flatten":
+            node.op = "reshape"
+            node.attrs = {"target_shape": g.shapes[node.output]}
+        elif op == "activation" and node.attrs["act"] == "softmax":
+            node.op = "softmax"
+            node.attrs = {}
+        elif op == "dense" and node.attrs.get("act") == "softmax":
+            node.attrs["act"] = None
+            pre = node.output + "/logits"
+            sm = Node(node.name + "/softmax", "softmax", [pre], node.output)
+            g.shapes[pre] = g.shapes[node.output]
+            node.output = pre
+            g.nodes.insert(g.nodes.index(node) + 1, sm)
+        elif op == "separable_conv2d":
+            a = node.attrs
+            mid = node.name + "/depthwise"
+            cin = g.shapes[node.inputs[0]][-1]
+            m = a["depth_multiplier"]
+            dw = Node(mid, "depthwise_conv2d", list(node.inputs), mid,
+                      dict(kernel_size=a["kernel_size"], strides=a["strides"], pad=a["pad"],
+                           depth_multiplier=m, use_bias=False, act=None),
+                      {"depthwise_kernel": node.weight_shapes["depthwise_kernel"]},
+                      {"depthwise_kernel": node.weights.get("depthwise_kernel")})
+            oh, ow, _ = g.shapes[node.output]
+            g.shapes[mid] = (oh, ow, cin * m)
+            pw_ws = {"kernel": node.weight_shapes["pointwise_kernel"]}
+            pw_w = {"kernel": node.weights.get("pointwise_kernel")}
+            if a["use_bias"]:
+                pw_ws["bias"] = node.weight_shapes["bias"]
+                pw_w["bias"] = node.weights.get("bias")
+            g.nodes.insert(g.nodes.index(node), dw)
+            node.op = "conv2d"
+            node.inputs = [mid]
+            node.attrs = dict(filters=a["filters"], kernel_size=(1, 1), strides=(1, 1), pad=(0, 0, 0, 0),
+                              use_bias=a["use_bias"], act=a["act"])
+            node.weight_shapes, node.weights = pw_ws, pw_w
+    return g
+
+
+def _bn_scale_shift(bn: Node, channels: int):
+    w = bn.weights
+    eps = bn.attrs["epsilon"]
+    gamma = w["gamma"].astype(np.float64) if "gamma" in w else np.ones(channels)
+    beta = w["beta"].astype(np.float64) if "beta" in w else np.zeros(channels)
+    scale = gamma / np.sqrt(w["moving_variance"].astype(np.float64) + eps)
+    shift = beta - w["moving_mean"].astype(np.float64) * scale
+    return scale, shift
+
+
+def fold_batchnorm(g: Graph) -> Graph:
+    for bn in [n for n in g.nodes if n.op == "batch_norm"]:
+        c = g.shapes[bn.output][-1]
+        scale, shift = _bn_scale_shift(bn, c)
+        prod = g.producer(bn.inputs[0])
+        foldable = (prod is not None and prod.op in ("conv2d", "depthwise_conv2d", "dense")
+                    and prod.attrs.get("act") is None and prod.attrs.get("residual") is None
+                    and _sole_consumer(g, prod.output) is bn)
+        if not foldable:
+            bn.op = "channel_affine"
+            bn.attrs = {"act": None}
+            bn.weights = {"scale": scale.astype(np.float32), "shift": shift.astype(np.float32)}
+            bn.weight_shapes = {"scale": (c,), "shift": (c,)}
+            continue
+        kname = "depthwise_kernel" if prod.op == "depthwise_conv2d" else "kernel"
+        k = prod.weights[kname].astype(np.float64)
+        bias = prod.weights.get("bias")
+        bias = np.zeros(c) if bias is None else bias.astype(np.float64)
+        if prod.op == "depthwise_conv2d":
+            k = k * scale.reshape(k.shape[2], k.shape[3])     # output channel = c * mult + m
+        else:
+            k = k * scale                                     # last axis is the output channel
+        prod.weights[kname] = k.astype(np.float32)
+        prod.weights["bias"] = (bias * scale + shift).astype(np.float32)
+        prod.weight_shapes["bias"] = (c,)
+        prod.attrs["use_bias"] = True
+        _absorb(g, prod, bn)
+    return g
+
+
+def _non_negative(g: Graph, value: str) -> bool:
+    prod = g.producer(value)
+    if prod is None:
+        return False
+    if prod.op in EPILOGUE_OPS or prod.op == "activation":
+        return prod.attrs.get("act") in ("relu", "relu6")
+    if prod.op in ("max_pool2d", "zero_pad", "reshape"):
+        return _non_negative(g, prod.inputs[0])
+    return False
+
+
+def fold_zero_pad(g: Graph) -> Graph:
+    for zp in [n for n in g.nodes if n.op == "zero_pad"]:
+        nxt = _sole_consumer(g, zp.output)
+        if nxt is None:
+            continue
+        # Zeros padded before a max pool only equal the pool's own "never wins" padding when
+        # every real value is >= 0 and the pool adds no padding of its own.
+        ok = nxt.op in ("conv2d", "depthwise_conv2d") or (
+            nxt.op == "max_pool2d" and nxt.attrs["pad"] == (0, 0, 0, 0) and _non_negative(g, zp.inputs[0]))
+        if not ok:
+            continue
+        nxt.attrs["pad"] = tuple(int(a + b) for a, b in zip(nxt.attrs["pad"], zp.attrs["pad"]))
+        nxt.inputs = [zp.inputs[0] if v == zp.output else v for v in nxt.inputs]
+        nxt.fused.insert(0, zp.name)
+        g.nodes.remove(zp)
+    return g
+
+
+def fuse_residual(g: Graph) -> Graph:
+    for add in [n for n in g.nodes if n.op == "add"]:
+        if add.attrs.get("act") is not None:
+            continue
+        best = None
+        for i, v in enumerate(add.inputs):
+            prod = g.producer(v)
+            if (prod is not None and prod.op == "conv2d" and prod.attrs.get("act") is None
+                    and prod.attrs.get("residual") is None and _sole_consumer(g, v) is add):
+                if best is None or g.nodes.index(prod) > g.nodes.index(best[0]):
+                    best = (prod, add.inputs[1 - i])
+        if best is None:
+            continue
+        conv, other = best
+        g.nodes.remove(conv)
+        g.nodes.insert(g.nodes.index(add), conv)   # after both of the add's inputs exist
+        conv.attrs["residual"] = other
+        conv.inputs = [conv.inputs[0], other]
+        _absorb(g, conv, add)
+    return g
+
+
+def fuse_activation(g: Graph) -> Graph:
+    for act in [n for n in g.nodes if n.op == "activation"]:
+        prod = g.producer(act.inputs[0])
+        if (prod is not None and prod.op in EPILOGUE_OPS and prod.attrs.get("act") is None
+                and _sole_consumer(g, prod.output) is act):
+            prod.attrs["act"] = act.attrs["act"]
+            _absorb(g, prod, act)
+    return g
+
+
+def check_weights(g: Graph):
+    missing = [n.name for n in g.nodes for k in n.weight_shapes if n.weights.get(k) is None]
+    if missing:
+        raise ModelError(f"graph {g.name!r}: {len(missing)} layer weights not loaded, e.g. {missing[:5]}")
+
+
+def optimize(graph: Graph, fuse: bool = True) -> Graph:
+    """A new graph ready to execute; ``graph`` itself is left as it was."""
+    g = graph.copy()
+    check_weights(g)
+    lower(g)
+    fold_batchnorm(g)
+    if fuse:
+        fold_zero_pad(g)
+        fuse_residual(g)
+        fuse_activation(g)
+    g.validate()
+    return g

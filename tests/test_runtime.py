@@ -1,0 +1,143 @@
+"""The runtime (passes, planner, executor) against the layer-by-layer interpreter."""
+
+import numpy as np
+import pytest
+
+from nets.errors import InputError, ModelError
+from nets.interpret import interpret
+from nets.ir import GraphBuilder
+from nets.model import Model
+from nets.passes import optimize
+from nets.planner import plan_memory
+
+
+def fill_weights(g, seed=0):
+    rng = np.random.default_rng(seed)
+    for n in g.nodes:
+        for k, shape in n.weight_shapes.items():
+            if k in ("gamma", "moving_variance"):
+                n.weights[k] = rng.uniform(0.5, 1.5, shape).astype(np.float32)
+            elif k in ("beta", "moving_mean", "bias"):
+                n.weights[k] = rng.normal(0, 0.2, shape).astype(np.float32)
+            else:
+                fan_in = int(np.prod(shape[:-1])) if k != "depthwise_kernel" else shape[0] * shape[1]
+                n.weights[k] = (rng.normal(0, 1, shape) * np.sqrt(2 / fan_in)).astype(np.float32)
+    return g
+
+
+def toy_graph(top=True):
+    """Every op and fusion the six networks use, on small odd shapes."""
+    b = GraphBuilder("toy")
+    x = b.input((19, 17, 3), name="input_1")
+    x = b.zero_pad(x, ((0, 1), (0, 1)), name="pad0")
+    x = b.conv2d(x, 12, 3, strides=2, use_bias=False, name="conv0")
+    x = b.batch_norm(x, epsilon=1e-3, name="bn0")
+    x = b.relu(x, max_value=6.0, name="relu0")
+    y = b.zero_pad(x, 1, name="pool_pad")
+    y = b.max_pool2d(y, 3, 1, name="pool")
+    s = b.conv2d(x, 16, 1, name="short")
+    s = b.batch_norm(s, name="short_bn")
+    z = b.separable_conv2d(y, 16, 3, padding="same", use_bias=False, name="sep")
+    z = b.batch_norm(z, scale=False, name="sep_bn")
+    z = b.add([z, s], name="add")
+    z = b.activation(z, "relu", name="add_relu")
+    d = b.depthwise_conv2d(z, 3, padding="same", depth_multiplier=2, name="dw")
+    d = b.batch_norm(d, name="dw_bn")
+    d = b.relu(d, name="dw_relu")
+    c1 = b.conv2d(z, 5, (1, 7), padding="same", activation="relu", name="c17")
+    c2 = b.conv2d(c1, 6, (7, 1), padding="same", activation="relu", name="c71")
+    c3 = b.avg_pool2d(z, 3, 1, padding="same", name="avg")
+    c4 = b.conv2d(c3, 7, 1, name="avg_conv")
+    inner = b.concat([c2, c4], name="inner_cat")
+    m = b.concat([d, inner, c1], name="mixed")
+    m = b.batch_norm(m, name="post_bn")         # not after a conv: stays a channel affine
+    if not top:
+        return b.build(m)
+    g = b.global_avg_pool(m, keepdims=True, name="gap")
+    g = b.dropout(g, 0.5, name="drop")
+    g = b.flatten(g, name="flat")
+    out = b.dense(g, 11, activation="softmax", name="predictions")
+    return b.build(out)
+
+
+def test_passes_fuse_and_keep_records():
+    g = fill_weights(toy_graph())
+    opt = optimize(g)
+    ops = [n.op for n in opt.nodes]
+    assert "batch_norm" not in ops and "zero_pad" not in ops and "dropout" not in ops
+    assert "add" not in ops and "activation" not in ops
+    conv0 = opt.node("conv0")
+    assert conv0.fused == ["pad0", "bn0", "relu0"] and conv0.attrs["pad"] == (0, 1, 0, 1)
+    assert opt.node("pool").fused == ["pool_pad"] and opt.node("pool").attrs["pad"] == (1, 1, 1, 1)
+    short = opt.node("short")
+    assert short.attrs.get("residual") is None
+    sep = opt.node("sep")
+    assert sep.attrs["residual"] == "short_bn" and sep.attrs["act"] == "relu"
+    assert {"sep_bn", "add", "add_relu"} <= set(sep.fused)
+    assert opt.node("post_bn").op == "channel_affine"
+    # every source layer is either a node of the optimised graph or recorded as fused into one
+    kept = {n.name for n in opt.nodes} | {f for n in opt.nodes for f in n.fused}
+    assert {n.name for n in g.nodes} <= kept
+
+
+def test_planner_reuses_memory_and_slices_concat():
+    g = optimize(fill_weights(toy_graph()))
+    plan = plan_memory(g, batch=2)
+    assert plan.peak_bytes < plan.naive_bytes
+    out = {n.name: n.output for n in g.nodes}           # a fused node writes its last layer's value
+    assert plan.slices[out["dw"]] == ("mixed", 0)
+    assert plan.slices[out["c71"]] == ("mixed", 16 * 2)
+    assert plan.slices[out["avg_conv"]] == ("mixed", 16 * 2 + 6)
+    assert out["c17"] not in plan.slices     # read by two layers: copied into the concat
+    # buffers alive at the same time never overlap
+    roots = list(plan.offsets)
+    for i, a in enumerate(roots):
+        for b_ in roots[i + 1:]:
+            la, lb = plan.lifetimes[a], plan.lifetimes[b_]
+            if la[0] <= lb[1] and lb[0] <= la[1]:
+                oa, ob = plan.offsets[a], plan.offsets[b_]
+                assert oa + plan.sizes[a] <= ob or ob + plan.sizes[b_] <= oa, (a, b_)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("top", [True, False])
+def test_reference_backend_matches_interpreter(batch, top):
+    g = fill_weights(toy_graph(top))
+    x = np.random.default_rng(1).normal(size=(batch, 19, 17, 3)).astype(np.float32)
+    want = interpret(g, x)[g.outputs[0]]
+    model = Model(g, device="reference")
+    got = model(x)
+    assert got.shape == want.shape
+    assert np.max(np.abs(got - want)) / np.max(np.abs(want)) <= 1e-5
+    again = model(x)                        # steady state reuses the arena: same answer
+    np.testing.assert_array_equal(again, got)
+
+
+def test_cpu_backend_matches_interpreter():
+    g = fill_weights(toy_graph())
+    x = np.random.default_rng(2).normal(size=(2, 19, 17, 3)).astype(np.float32)
+    want = interpret(g, x)[g.outputs[0]]
+    for threads in (1, 2):
+        got = Model(g, device="cpu", threads=threads)(x)
+        assert np.max(np.abs(got - want)) / np.max(np.abs(want)) <= 1e-5
+
+
+def test_bad_inputs_are_named():
+    model = Model(fill_weights(toy_graph()), device="reference")
+    with pytest.raises(InputError, match=r"float32.*float64"):
+        model(np.zeros((1, 19, 17, 3)))
+    with pytest.raises(InputError, match="preprocess"):
+        model(np.zeros((1, 19, 17, 3), np.uint8))
+    with pytest.raises(InputError, match=r"\(N, 19, 17, 3\).*\(1, 17, 19, 3\)"):
+        model(np.zeros((1, 17, 19, 3), np.float32))
+    with pytest.raises(InputError, match="batch axis"):
+        model(np.zeros((19, 17, 3), np.float32))
+    with pytest.raises(InputError, match="NaN"):
+        model(np.full((1, 19, 17, 3), np.nan, np.float32))
+
+
+def test_missing_weights_and_bad_threads():
+    with pytest.raises(ModelError, match="not loaded"):
+        Model(toy_graph(), device="reference")
+    with pytest.raises(ModelError, match="threads"):
+        Model(fill_weights(toy_graph()), device="cpu", threads=999)
