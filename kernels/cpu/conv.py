@@ -1,0 +1,89 @@
+"""Numba conv2d: NHWC float32, HWIO weights, asymmetric zero padding, fused bias/residual/act.
+
+What runs (``packed.variant``):
+    pointwise-6x64      1x1 kernels (any stride): a GEMM [pixels, cin] x [cin, cout]
+    direct{kh}x{kw}-6x64 every other kernel size (3x3, 5x5, 7x7 stem, 1x7/7x1, ...)
+Both are the same micro-kernel (``kernels/cpu/conv_tile.py``): a tile of 6 output pixels x 64
+output channels held in 24 zmm registers, summed over kernel rows of contiguous ``kw * cin``
+input runs. Padding is done by copying the input once per call into a zero-bordered scratch
+buffer cached on the packed object (borders are zeroed once, only the interior is rewritten), so
+the hot loop is branch-free. Layers under ``SERIAL_FLOPS`` run on the calling thread.
+
+Bound: compute (FMA throughput). Per tile and per k: 4 weight-vector loads + 6 broadcasts feed 24
+FMAs. FLOPs = 2 * N * OH * OW * kh * kw * cin * cout; bytes ~ input + weights + output once each
+(plus re-reads of the input per 64-channel block, mostly from L2/L3).
+
+Measured (AMD EPYC Zen 5, 2 cores, Numba 0.68, batch 1, median of repeats; peak is
+64 FLOP/cycle/core with two full-width 512-bit FMA pipes; see ``python bench/bench_conv.py``
+for the table and the measured clock): see the report table in bench/bench_conv.py's docstring.
+"""
+
+import numpy as np
+
+from kernels import conv_output_size
+from kernels.cpu.conv_tile import (
+    ACT_NONE,
+    ACT_RELU,
+    ACT_RELU6,
+    NR,
+    conv_tiles_parallel,
+    conv_tiles_serial,
+)
+
+SERIAL_FLOPS = 4_000_000      # below this the fork/join of the thread pool costs more than it saves
+_ACT_CODES = {None: ACT_NONE, "relu": ACT_RELU, "relu6": ACT_RELU6}
+_NO_RESIDUAL = np.zeros((1, 1), np.float32)
+
+
+class PackedConv2d:
+    """Weights re-laid out as [ceil(cout/NR), kh, kw*cin, NR] (zero-padded), bias padded to match."""
+
+    def __init__(self, kernel, bias):
+        kernel = np.asarray(kernel, np.float32)
+        kh, kw, cin, cout = kernel.shape
+        nb = -(-cout // NR)
+        w = np.zeros((kh, kw * cin, nb * NR), np.float32)
+        w[:, :, :cout] = kernel.reshape(kh, kw * cin, cout)
+        self.weights = np.ascontiguousarray(w.reshape(kh, kw * cin, nb, NR).transpose(2, 0, 1, 3))
+        self.bias = np.zeros(nb * NR, np.float32)
+        if bias is not None:
+            self.bias[:cout] = np.asarray(bias, np.float32)
+        self.kernel_shape = (kh, kw, cin, cout)
+        self.variant = "pointwise-6x64" if kh == kw == 1 else f"direct{kh}x{kw}-6x64"
+        self._scratch = {}
+
+    def padded_input(self, x, pad):
+        """x copied into a cached zero-bordered buffer (N, H+t+b, W+l+r, C); x itself if no padding."""
+        t, b, l, r = pad
+        if t == b == l == r == 0:
+            return x
+        key = (x.shape, pad)
+        xp = self._scratch.get(key)
+        if xp is None:
+            n, h, w, c = x.shape
+            xp = np.zeros((n, h + t + b, w + l + r, c), np.float32)
+            self._scratch[key] = xp
+        xp[:, t:t + x.shape[1], l:l + x.shape[2], :] = x
+        return xp
+
+
+def pack_conv2d(kernel, bias):
+    return PackedConv2d(kernel, bias)
+
+
+def conv2d(x, packed, out, stride, pad, act=None, residual=None, out_c0=0):
+    kh, kw, cin, cout = packed.kernel_shape
+    sh, sw = int(stride[0]), int(stride[1])
+    pad = tuple(int(p) for p in pad)
+    n, h, w, _ = x.shape
+    oh = conv_output_size(h, kh, sh, pad[0], pad[1])
+    ow = conv_output_size(w, kw, sw, pad[2], pad[3])
+    xp = packed.padded_input(x, pad)
+    hp, wp = xp.shape[1], xp.shape[2]
+    m_total = n * oh * ow
+    geom = (oh * ow, ow, sh, sw, hp * wp * cin, wp * cin, cin, kh, kw * cin, m_total, cout, int(out_c0))
+    out2 = out.reshape(m_total, out.shape[-1])
+    has_res = residual is not None
+    res2 = residual.reshape(m_total, cout) if has_res else _NO_RESIDUAL
+    run = conv_tiles_serial if 2 * m_total * kh * kw * cin * cout < SERIAL_FLOPS else conv_tiles_parallel
+    run(xp.reshape(-1), packed.weights, packed.bias, out2, res2, geom, _ACT_CODES[act], has_res)
