@@ -1,0 +1,5 @@
+import sys
+
+from nets.cli import main
+
+sys.exit(main())
