@@ -1,0 +1,162 @@
+"""Depthwise 2-D convolution (MobileNet, Xception) as Numba kernels.
+
+out[n, oy, ox, c*M + m] = act(b[c*M + m] + sum_ij x[n, oy*sh - pt + i, ox*sw - pl + j, c] * w[i, j, c, m])
+
+What bounds it: 2*kh*kw FLOPs per output against 4 bytes in and 4 bytes out per element, i.e.
+~2.3 FLOP/byte for 3x3 stride 1 -- memory / L1-load bound, not FMA bound. Bytes counted by the
+bench: 4 * (input + output + weights).
+
+Variants (``packed.variant``):
+  ``dw{kh}x{kw}_m1``  multiplier 1, the MobileNet/Xception case. The kernel is generated for its
+                      window size, so the kh*kw taps are constants and fully unrolled; for each
+                      interior output pixel a contiguous loop over channels keeps the sum in a
+                      register (zmm) and reads every tap once: 2 loads + 1 FMA per tap, one store.
+                      Border pixels (where a tap falls into the padding) take the generic path
+                      below, so the interior is branch-free and no padded copy is made.
+  ``dw_generic``      any multiplier: the output channel vector of a pixel is kept in L1 and each
+                      valid tap is folded into it (also the border path of the variant above).
+Work is split over output rows (N*OH); small layers call the serial worker directly.
+
+Bench: ``python bench/bench_kernels.py`` (MobileNet's depthwise layers).
+"""
+
+from types import SimpleNamespace
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from kernels import conv_output_size
+from kernels.cpu.elementwise import act_code, apply_act, use_parallel
+
+_JIT = dict(fastmath=True, cache=True, nogil=True)
+_PJIT = dict(parallel=True, fastmath=True, cache=True, nogil=True)
+
+
+@njit(**_JIT)
+def _dw_pixel_generic(x, w, b, o, n, y0, x0, mult, act):
+    """One output pixel, any window / multiplier; taps in the padding are skipped."""
+    h, wd, c = x.shape[1], x.shape[2], x.shape[3]
+    kh, kw = w.shape[0], w.shape[1]
+    cm = c * mult
+    for q in range(cm):
+        o[q] = b[q]
+    for i in range(max(0, -y0), min(kh, h - y0)):
+        for j in range(max(0, -x0), min(kw, wd - x0)):
+            src = x[n, y0 + i, x0 + j]
+            wt = w[i, j]
+            if mult == 1:
+                for q in range(c):
+                    o[q] += src[q] * wt[q]
+            else:
+                for ci in range(c):
+                    v = src[ci]
+                    for m in range(mult):
+                        o[ci * mult + m] += v * wt[ci * mult + m]
+    if act != 0:
+        for q in range(cm):
+            o[q] = apply_act(o[q], act)
+
+
+@njit(**_JIT)
+def _dw_generic_rows(x, w, b, out, sh, sw, pt, pl, mult, act, c0, r0, r1):
+    oh, ow = out.shape[1], out.shape[2]
+    cm = x.shape[3] * mult
+    for r in range(r0, r1):
+        n = r // oh
+        oy = r - n * oh
+        for ox in range(ow):
+            _dw_pixel_generic(x, w, b, out[n, oy, ox, c0:c0 + cm], n, oy * sh - pt, ox * sw - pl, mult, act)
+
+
+@njit(**_PJIT)
+def _dw_generic_par(x, w, b, out, sh, sw, pt, pl, mult, act, c0, step, nchunk):
+    rows = out.shape[0] * out.shape[1]
+    for k in prange(nchunk):
+        _dw_generic_rows(x, w, b, out, sh, sw, pt, pl, mult, act, c0, k * step, min(rows, (k + 1) * step))
+
+
+_SPECIALISED = {}
+
+
+def _specialised(kh, kw):
+    """Row worker + parallel launcher with the window size baked in as constants (cached on disk)."""
+    key = (kh, kw)
+    if key in _SPECIALISED:
+        return _SPECIALISED[key]
+    KH, KW = kh, kw
+
+    @njit(**_JIT)
+    def rows_fn(x, w, b, out, sh, sw, pt, pl, act, c0, r0, r1):
+        h, wd, c = x.shape[1], x.shape[2], x.shape[3]
+        oh, ow = out.shape[1], out.shape[2]
+        # Interior columns: every tap inside the input.
+        ox_lo = min(ow, (pl + sw - 1) // sw)
+        ox_hi = max(ox_lo, min(ow, (wd - KW + pl) // sw + 1))
+        for r in range(r0, r1):
+            n = r // oh
+            oy = r - n * oh
+            y0 = oy * sh - pt
+            if y0 < 0 or y0 + KH > h:
+                for ox in range(ow):
+                    _dw_pixel_generic(x, w, b, out[n, oy, ox, c0:c0 + c], n, y0, ox * sw - pl, 1, act)
+                continue
+            for ox in range(ox_lo):
+                _dw_pixel_generic(x, w, b, out[n, oy, ox, c0:c0 + c], n, y0, ox * sw - pl, 1, act)
+            for ox in range(ox_lo, ox_hi):
+                x0 = ox * sw - pl
+                o = out[n, oy, ox, c0:c0 + c]
+                for q in range(c):
+                    acc = b[q]
+                    for i in range(KH):
+                        for j in range(KW):
+                            acc += x[n, y0 + i, x0 + j, q] * w[i, j, q]
+                    o[q] = apply_act(acc, act)
+            for ox in range(ox_hi, ow):
+                _dw_pixel_generic(x, w, b, out[n, oy, ox, c0:c0 + c], n, y0, ox * sw - pl, 1, act)
+
+    @njit(**_PJIT)
+    def par_fn(x, w, b, out, sh, sw, pt, pl, act, c0, step, nchunk):
+        rows = out.shape[0] * out.shape[1]
+        for k in prange(nchunk):
+            rows_fn(x, w, b, out, sh, sw, pt, pl, act, c0, k * step, min(rows, (k + 1) * step))
+
+    _SPECIALISED[key] = (rows_fn, par_fn)
+    return rows_fn, par_fn
+
+
+def pack_depthwise(kernel, bias):
+    """kernel (kh, kw, c, mult), bias (c*mult,) | None -> packed weights (kh, kw, c*mult) + bias."""
+    kernel = np.asarray(kernel, dtype=np.float32)
+    kh, kw, c, mult = kernel.shape
+    w = np.ascontiguousarray(kernel.reshape(kh, kw, c * mult))
+    b = np.zeros(c * mult, np.float32) if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
+    variant = f"dw{kh}x{kw}_m1" if mult == 1 else "dw_generic"
+    return SimpleNamespace(w=w, b=b, kh=kh, kw=kw, c=c, mult=mult, variant=variant)
+
+
+def depthwise_conv2d(x, packed, out, stride, pad, act=None, out_c0=0):
+    """Write act(depthwise(x) + bias) into channels [out_c0, out_c0 + c*mult) of out."""
+    sh, sw = (int(v) for v in stride)
+    pt, pb, pl, pr = (int(v) for v in pad)
+    n, h, w, _ = x.shape
+    oh = conv_output_size(h, packed.kh, sh, pt, pb)
+    ow = conv_output_size(w, packed.kw, sw, pl, pr)
+    assert out.shape[1] == oh and out.shape[2] == ow
+    code, c0 = act_code(act), int(out_c0)
+    rows = n * oh
+    parallel = use_parallel(4 * (x.size + n * oh * ow * packed.c * packed.mult)) and rows > 1
+    if parallel:
+        k = numba.get_num_threads()
+        step = -(-rows // (4 * k)) if rows >= 8 * k else -(-rows // k)
+        nchunk = -(-rows // step)
+    if packed.mult == 1:
+        rows_fn, par_fn = _specialised(packed.kh, packed.kw)
+        if parallel:
+            par_fn(x, packed.w, packed.b, out, sh, sw, pt, pl, code, c0, step, nchunk)
+        else:
+            rows_fn(x, packed.w, packed.b, out, sh, sw, pt, pl, code, c0, 0, rows)
+    elif parallel:
+        _dw_generic_par(x, packed.w, packed.b, out, sh, sw, pt, pl, packed.mult, code, c0, step, nchunk)
+    else:
+        _dw_generic_rows(x, packed.w, packed.b, out, sh, sw, pt, pl, packed.mult, code, c0, 0, rows)

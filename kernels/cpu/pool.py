@@ -1,0 +1,148 @@
+"""Pooling Numba kernels: max / average pooling windows and global average / max pooling.
+
+Memory-bound: a k x k pool with stride s reads the input about once (overlapping windows hit in
+cache) and writes the output once, so bytes = 4 * (N*H*W*C + N*OH*OW*C) and GB/s is the figure
+of merit. Each worker owns a range of output rows (N*OH); for every output pixel the channel
+vector of ``out`` stays in L1 while the valid window taps are folded into it with a contiguous
+loop over channels (zmm max / add). Only taps that fall inside the input are visited, which is
+how "padded cells never win" (max) and "padded cells are not counted" (average,
+count_include_pad=False) are implemented without a padded copy of the input.
+
+Bench: ``python bench/bench_kernels.py`` (ResNet's 3x3/2 max pool, Inception's 3x3/1 avg pool).
+"""
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from kernels import conv_output_size
+from kernels.cpu.elementwise import use_parallel
+
+_JIT = dict(fastmath=True, cache=True, nogil=True)
+_PJIT = dict(parallel=True, fastmath=True, cache=True, nogil=True)
+
+
+@njit(**_JIT)
+def _pool_rows(x, out, kh, kw, sh, sw, pt, pl, mode, c0, r0, r1):
+    """Output rows r0..r1 of N*OH. mode 0: max, 1: avg over real cells, 2: avg over kh*kw."""
+    h, w, c = x.shape[1], x.shape[2], x.shape[3]
+    oh, ow = out.shape[1], out.shape[2]
+    full = np.float32(1.0) / np.float32(kh * kw)
+    for r in range(r0, r1):
+        n = r // oh
+        oy = r - n * oh
+        y0 = oy * sh - pt
+        i0 = max(0, -y0)
+        i1 = min(kh, h - y0)
+        for ox in range(ow):
+            x0 = ox * sw - pl
+            j0 = max(0, -x0)
+            j1 = min(kw, w - x0)
+            o = out[n, oy, ox, c0:c0 + c]
+            # The first valid tap initialises the accumulator: no -inf / zero pass needed.
+            first = x[n, y0 + i0, x0 + j0]
+            for q in range(c):
+                o[q] = first[q]
+            for i in range(i0, i1):
+                for j in range(j0, j1):
+                    if i == i0 and j == j0:
+                        continue
+                    src = x[n, y0 + i, x0 + j]
+                    if mode == 0:
+                        for q in range(c):
+                            o[q] = max(o[q], src[q])
+                    else:
+                        for q in range(c):
+                            o[q] += src[q]
+            if mode != 0:
+                scale = full if mode == 2 else np.float32(1.0) / np.float32((i1 - i0) * (j1 - j0))
+                for q in range(c):
+                    o[q] *= scale
+
+
+@njit(**_PJIT)
+def _pool_par(x, out, kh, kw, sh, sw, pt, pl, mode, c0, step, nchunk):
+    rows = out.shape[0] * out.shape[1]
+    for k in prange(nchunk):
+        _pool_rows(x, out, kh, kw, sh, sw, pt, pl, mode, c0, k * step, min(rows, (k + 1) * step))
+
+
+def _pool(x, out, pool, stride, pad, mode, out_c0):
+    kh, kw = (int(v) for v in pool)
+    sh, sw = (int(v) for v in stride)
+    pt, pb, pl, pr = (int(v) for v in pad)
+    n, h, w, c = x.shape
+    oh = conv_output_size(h, kh, sh, pt, pb)
+    ow = conv_output_size(w, kw, sw, pl, pr)
+    # Every window must hold at least one real cell (true for any padding < kernel size).
+    assert pt < kh and pl < kw and pb < kh and pr < kw, "padding must be smaller than the pool"
+    assert out.shape[1] == oh and out.shape[2] == ow
+    rows = n * oh
+    if use_parallel(4 * (x.size + n * oh * ow * c)) and rows > 1:
+        k = numba.get_num_threads()
+        step = -(-rows // (4 * k)) if rows >= 8 * k else -(-rows // k)
+        _pool_par(x, out, kh, kw, sh, sw, pt, pl, mode, int(out_c0), step, -(-rows // step))
+    else:
+        _pool_rows(x, out, kh, kw, sh, sw, pt, pl, mode, int(out_c0), 0, rows)
+
+
+def max_pool2d(x, out, pool, stride, pad, out_c0=0):
+    """Max over each window; cells in the padding never win (they are skipped, i.e. -inf)."""
+    _pool(x, out, pool, stride, pad, 0, out_c0)
+
+
+def avg_pool2d(x, out, pool, stride, pad, count_include_pad, out_c0=0):
+    """Window mean; the divisor counts padded cells only when count_include_pad is true."""
+    _pool(x, out, pool, stride, pad, 2 if count_include_pad else 1, out_c0)
+
+
+# ---------------------------------------------------------------- global pooling
+
+
+@njit(**_JIT)
+def _global_rows(x, out, is_max, n0, n1):
+    h, w, c = x.shape[1], x.shape[2], x.shape[3]
+    inv = np.float32(1.0) / np.float32(h * w)
+    for n in range(n0, n1):
+        o = out[n]
+        first = x[n, 0, 0]
+        for q in range(c):
+            o[q] = first[q]
+        for i in range(h):
+            for j in range(w):
+                if i == 0 and j == 0:
+                    continue
+                src = x[n, i, j]
+                if is_max:
+                    for q in range(c):
+                        o[q] = max(o[q], src[q])
+                else:
+                    for q in range(c):
+                        o[q] += src[q]
+        if not is_max:
+            for q in range(c):
+                o[q] *= inv
+
+
+@njit(**_PJIT)
+def _global_par(x, out, is_max):
+    for n in prange(x.shape[0]):
+        _global_rows(x, out, is_max, n, n + 1)
+
+
+def _global(x, out, is_max):
+    n = x.shape[0]
+    if use_parallel(4 * x.size) and n > 1:
+        _global_par(x, out, is_max)
+    else:
+        _global_rows(x, out, is_max, 0, n)
+
+
+def global_avg_pool(x, out):
+    """(N, H, W, C) -> (N, C) mean over H and W (float32 accumulation; H*W is small in CNN heads)."""
+    _global(x, out, False)
+
+
+def global_max_pool(x, out):
+    """(N, H, W, C) -> (N, C) max over H and W."""
+    _global(x, out, True)

@@ -1,0 +1,279 @@
+"""Numba CPU kernels other than convolution, checked against kernels.reference.
+
+Every op is compared with the NumPy oracle by max relative error max|ours - ref| / max|ref| <= 1e-5
+over hypothesis-drawn shapes (odd channel counts, asymmetric padding, strides, batch 1..3), with
+1 thread (serial workers) and 2 threads (parallel launchers forced on even for tiny shapes).
+Outputs written at ``out_c0`` into a wider buffer must leave the other channels untouched.
+"""
+
+import contextlib
+import importlib
+
+import numba
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+import kernels.cpu.elementwise as ew
+from kernels import conv_output_size
+from kernels import reference as ref
+from kernels.cpu import depthwise as dw
+from kernels.cpu import pool as pl
+
+# kernels.cpu re-exports the function `dense`, which shadows the submodule attribute.
+dn = importlib.import_module("kernels.cpu.dense")
+
+TOL = 1e-5
+SENTINEL = np.float32(-7.25)
+THREADS = [1, min(2, numba.config.NUMBA_NUM_THREADS)]
+HYP = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+acts = st.sampled_from([None, "relu", "relu6"])
+
+
+@contextlib.contextmanager
+def threads(k):
+    """Run with k numba threads; with k > 1 the parallel launchers are used even for tiny inputs."""
+    old_k, old_bytes = numba.get_num_threads(), ew.PARALLEL_BYTES
+    numba.set_num_threads(k)
+    ew.PARALLEL_BYTES = 0 if k > 1 else old_bytes
+    try:
+        yield
+    finally:
+        numba.set_num_threads(old_k)
+        ew.PARALLEL_BYTES = old_bytes
+
+
+def rel_err(ours, want):
+    want = np.asarray(want, np.float64)
+    scale = max(np.abs(want).max(), 1e-30) if want.size else 1.0
+    return float(np.abs(np.asarray(ours, np.float64) - want).max() / scale) if want.size else 0.0
+
+
+def rand(rng, *shape, lo=-3.0, hi=3.0):
+    return rng.uniform(lo, hi, shape).astype(np.float32)
+
+
+def wide_out(n, oh, ow, c, extra_before, extra_after):
+    return np.full((n, oh, ow, extra_before + c + extra_after), SENTINEL, np.float32)
+
+
+def check_wide(out, want, c0):
+    c = want.shape[-1]
+    assert rel_err(out[..., c0:c0 + c], want) <= TOL
+    assert np.all(out[..., :c0] == SENTINEL) and np.all(out[..., c0 + c:] == SENTINEL)
+
+
+# ---------------------------------------------------------------- depthwise
+
+
+@st.composite
+def window_cases(draw, max_k=5):
+    kh, kw = draw(st.integers(1, max_k)), draw(st.integers(1, max_k))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    pad = tuple(draw(st.integers(0, k - 1)) for k in (kh, kh, kw, kw))
+    h, w = draw(st.integers(1, 12)), draw(st.integers(1, 12))
+    assume(h + pad[0] + pad[1] >= kh and w + pad[2] + pad[3] >= kw)
+    return (kh, kw), (sh, sw), pad, (h, w)
+
+
+@pytest.mark.parametrize("nthreads", THREADS)
+@HYP
+@given(case=window_cases(), n=st.integers(1, 3), c=st.integers(1, 37), mult=st.integers(1, 3),
+       act=acts, with_bias=st.booleans(), extra=st.tuples(st.integers(0, 5), st.integers(0, 5)),
+       seed=st.integers(0, 2**31 - 1))
+def test_depthwise_matches_reference(nthreads, case, n, c, mult, act, with_bias, extra, seed):
+    (kh, kw), stride, pad, (h, w) = case
+    rng = np.random.default_rng(seed)
+    x, k = rand(rng, n, h, w, c), rand(rng, kh, kw, c, mult)
+    b = rand(rng, c * mult) if with_bias else None
+    want = ref.depthwise_conv2d(x, k, b, stride, pad, act)
+    out = wide_out(n, want.shape[1], want.shape[2], c * mult, *extra)
+    packed = dw.pack_depthwise(k, b)
+    assert packed.variant == (f"dw{kh}x{kw}_m1" if mult == 1 else "dw_generic")
+    with threads(nthreads):
+        dw.depthwise_conv2d(x, packed, out, stride, pad, act, out_c0=extra[0])
+    check_wide(out, want, extra[0])
+
+
+@pytest.mark.parametrize("nthreads", THREADS)
+@pytest.mark.parametrize("h,c,stride,pad", [
+    (14, 64, (1, 1), (1, 1, 1, 1)),        # MobileNet 3x3 s1 'same'
+    (15, 96, (2, 2), (0, 1, 0, 1)),        # MobileNet stride 2: extra row/col bottom/right only
+    (19, 728, (1, 1), (1, 1, 1, 1)),       # Xception middle flow
+    (7, 1024, (1, 1), (1, 1, 1, 1)),
+])
+def test_depthwise_network_shapes(nthreads, h, c, stride, pad):
+    rng = np.random.default_rng(h * c)
+    x, k, b = rand(rng, 1, h, h, c), rand(rng, 3, 3, c, 1), rand(rng, c)
+    want = ref.depthwise_conv2d(x, k, b, stride, pad, "relu6")
+    out = np.empty_like(want)
+    with threads(nthreads):
+        dw.depthwise_conv2d(x, dw.pack_depthwise(k, b), out, stride, pad, "relu6")
+    assert rel_err(out, want) <= TOL
+
+
+# ---------------------------------------------------------------- pooling
+
+
+@pytest.mark.parametrize("nthreads", THREADS)
+@HYP
+@given(case=window_cases(max_k=4), n=st.integers(1, 3), c=st.integers(1, 37), kind=st.sampled_from(
+       ["max", "avg_in", "avg_ex"]), extra=st.tuples(st.integers(0, 5), st.integers(0, 5)),
+       negative=st.booleans(), seed=st.integers(0, 2**31 - 1))
+def test_pool_matches_reference(nthreads, case, n, c, kind, extra, negative, seed):
+    pool, stride, pad, (h, w) = case
+    rng = np.random.default_rng(seed)
+    # All-negative inputs catch a kernel that lets a zero-padded cell win the max.
+    x = rand(rng, n, h, w, c, lo=-5.0, hi=-1.0) if negative else rand(rng, n, h, w, c)
+    if kind == "max":
+        want = ref.max_pool2d(x, pool, stride, pad)
+    else:
+        want = ref.avg_pool2d(x, pool, stride, pad, count_include_pad=(kind == "avg_in"))
+    out = wide_out(n, want.shape[1], want.shape[2], c, *extra)
+    with threads(nthreads):
+        if kind == "max":
+            pl.max_pool2d(x, out, pool, stride, pad, out_c0=extra[0])
+        else:
+            pl.avg_pool2d(x, out, pool, stride, pad, kind == "avg_in", out_c0=extra[0])
+    check_wide(out, want, extra[0])
+
+
+@pytest.mark.parametrize("nthreads", THREADS)
+def test_pool_network_shapes(nthreads):
+    rng = np.random.default_rng(0)
+    x = rand(rng, 1, 112, 112, 64)            # ResNet50: pad 1 + 3x3/2 max pool
+    want = ref.max_pool2d(x, (3, 3), (2, 2), (1, 1, 1, 1))
+    out = np.empty_like(want)
+    y = rand(rng, 2, 35, 35, 192)             # InceptionV3 branch pool: 3x3/1 same, pads excluded
+    want_avg = ref.avg_pool2d(y, (3, 3), (1, 1), (1, 1, 1, 1), count_include_pad=False)
+    out_avg = np.empty_like(want_avg)
+    with threads(nthreads):
+        pl.max_pool2d(x, out, (3, 3), (2, 2), (1, 1, 1, 1))
+        pl.avg_pool2d(y, out_avg, (3, 3), (1, 1), (1, 1, 1, 1), False)
+    assert rel_err(out, want) <= TOL and rel_err(out_avg, want_avg) <= TOL
+
+
+@pytest.mark.parametrize("nthreads", THREADS)
+@HYP
+@given(n=st.integers(1, 3), h=st.integers(1, 10), w=st.integers(1, 10), c=st.integers(1, 70),
+       seed=st.integers(0, 2**31 - 1))
+def test_global_pools_match_reference(nthreads, n, h, w, c, seed):
+    x = rand(np.random.default_rng(seed), n, h, w, c)
+    avg, mx = np.empty((n, c), np.float32), np.empty((n, c), np.float32)
+    with threads(nthreads):
+        pl.global_avg_pool(x, avg)
+        pl.global_max_pool(x, mx)
+    assert rel_err(avg, ref.global_avg_pool(x)) <= TOL
+    assert rel_err(mx, ref.global_max_pool(x)) <= TOL
+
+
+# ---------------------------------------------------------------- dense
+
+
+@pytest.mark.parametrize("nthreads", THREADS)
+@HYP
+@given(n=st.integers(1, 9), k_in=st.integers(1, 300), n_out=st.integers(1, 200), act=acts,
+       with_bias=st.booleans(), seed=st.integers(0, 2**31 - 1))
+def test_dense_matches_reference(nthreads, n, k_in, n_out, act, with_bias, seed):
+    rng = np.random.default_rng(seed)
+    x, k = rand(rng, n, k_in), rand(rng, k_in, n_out, lo=-0.5, hi=0.5)
+    b = rand(rng, n_out) if with_bias else None
+    out = np.empty((n, n_out), np.float32)
+    packed = dn.pack_dense(k, b)
+    assert packed.variant.startswith("gemv")
+    with threads(nthreads):
+        dn.dense(x, packed, out, act)
+    assert rel_err(out, ref.dense(x, k, b, act)) <= TOL
+
+
+@pytest.mark.parametrize("nthreads", THREADS)
+def test_dense_classifier_shape(nthreads):
+    rng = np.random.default_rng(1)
+    x, k, b = rand(rng, 2, 2048, lo=0.0), rand(rng, 2048, 1000, lo=-0.05, hi=0.05), rand(rng, 1000)
+    out = np.empty((2, 1000), np.float32)
+    with threads(nthreads):
+        dn.dense(x, dn.pack_dense(k, b), out)
+    assert rel_err(out, ref.dense(x, k, b)) <= TOL
+
+
+# ---------------------------------------------------------------- element-wise
+
+
+shapes = st.lists(st.integers(1, 9), min_size=1, max_size=4).map(tuple)
+
+
+@pytest.mark.parametrize("nthreads", THREADS)
+@HYP
+@given(shape=shapes, act=acts, seed=st.integers(0, 2**31 - 1))
+def test_add_and_activation(nthreads, shape, act, seed):
+    rng = np.random.default_rng(seed)
+    a, b = rand(rng, *shape, lo=-8, hi=8), rand(rng, *shape, lo=-8, hi=8)
+    out, out2 = np.empty_like(a), np.empty_like(a)
+    with threads(nthreads):
+        ew.add(a, b, out, act)
+        ew.activation(a, out2, act)
+    assert rel_err(out, ref.add(a, b, act)) <= TOL
+    assert rel_err(out2, ref.activation(a, act)) <= TOL
+
+
+@pytest.mark.parametrize("nthreads", THREADS)
+@HYP
+@given(shape=shapes, act=acts, seed=st.integers(0, 2**31 - 1))
+def test_channel_affine(nthreads, shape, act, seed):
+    rng = np.random.default_rng(seed)
+    x, scale, shift = rand(rng, *shape), rand(rng, shape[-1]), rand(rng, shape[-1])
+    out = np.empty_like(x)
+    with threads(nthreads):
+        ew.channel_affine(x, scale, shift, out, act)
+    assert rel_err(out, ref.channel_affine(x, scale, shift, act)) <= TOL
+
+
+@pytest.mark.parametrize("nthreads", THREADS)
+@HYP
+@given(rows=st.integers(1, 5), k=st.integers(1, 1100), big=st.booleans(), seed=st.integers(0, 2**31 - 1))
+def test_softmax(nthreads, rows, k, big, seed):
+    # Large logits (+-80) overflow a softmax that does not subtract the row max first.
+    x = rand(np.random.default_rng(seed), rows, k, lo=-80 if big else -4, hi=80 if big else 4)
+    out = np.empty_like(x)
+    with threads(nthreads):
+        ew.softmax(x, out)
+    assert rel_err(out, ref.softmax(x)) <= TOL
+    assert np.allclose(out.sum(axis=-1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("nthreads", THREADS)
+@HYP
+@given(n=st.integers(1, 3), hw=st.integers(1, 6), cs=st.lists(st.integers(1, 33), min_size=1, max_size=4),
+       seed=st.integers(0, 2**31 - 1))
+def test_concat(nthreads, n, hw, cs, seed):
+    rng = np.random.default_rng(seed)
+    xs = [rand(rng, n, hw, hw + 1, c) for c in cs]
+    out = np.empty((n, hw, hw + 1, sum(cs)), np.float32)
+    with threads(nthreads):
+        ew.concat(xs, out)
+    assert np.array_equal(out, ref.concat(xs))
+
+
+@pytest.mark.parametrize("nthreads", THREADS)
+@HYP
+@given(n=st.integers(1, 3), h=st.integers(1, 8), w=st.integers(1, 8), c=st.integers(1, 19),
+       pad=st.tuples(*[st.integers(0, 3)] * 4), seed=st.integers(0, 2**31 - 1))
+def test_zero_pad(nthreads, n, h, w, c, pad, seed):
+    x = rand(np.random.default_rng(seed), n, h, w, c)
+    t, b, l, r = pad
+    out = np.full((n, h + t + b, w + l + r, c), SENTINEL, np.float32)
+    with threads(nthreads):
+        ew.zero_pad(x, out, pad)
+    assert np.array_equal(out, ref.zero_pad(x, pad))
+
+
+def test_unknown_activation_is_rejected():
+    x = np.ones((2, 3), np.float32)
+    with pytest.raises(ValueError, match="gelu"):
+        ew.activation(x, np.empty_like(x), "gelu")
+
+
+def test_output_sizes_agree_with_reference_helper():
+    # The kernels size their loops with kernels.conv_output_size; the reference does the same.
+    assert conv_output_size(112, 3, 2, 0, 1) == 56 and conv_output_size(35, 3, 1, 1, 1) == 35
