@@ -1,0 +1,127 @@
+"""ONNX export: the exported model, run in ONNX Runtime, agrees with the layer-by-layer interpreter."""
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from nets.errors import UnsupportedError
+from nets.interpret import interpret
+from nets.ir import GraphBuilder
+from nets.onnx_export import export_onnx, export_onnx_bytes, to_onnx_model
+from tests.test_runtime import fill_weights, toy_graph
+
+
+def run_ort(data: bytes, name: str, x: np.ndarray) -> np.ndarray:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    sess = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+    return sess.run(None, {name: x})[0]
+
+
+def rel_err(got, want) -> float:
+    return float(np.max(np.abs(got - want)) / max(np.max(np.abs(want)), 1e-30))
+
+
+def check_export(g, batch=2, seed=3, tol=1e-5):
+    onnx.checker.check_model(to_onnx_model(g))
+    shape = g.shapes[g.inputs[0]]
+    x = np.random.default_rng(seed).normal(size=(batch, *shape)).astype(np.float32)
+    want = interpret(g, x)[g.outputs[0]]
+    got = run_ort(export_onnx_bytes(g), g.inputs[0], x)
+    assert got.shape == want.shape
+    assert rel_err(got, want) <= tol
+    return got
+
+
+@pytest.mark.parametrize("top", [True, False])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_toy_graph_matches_interpreter(top, batch):
+    check_export(fill_weights(toy_graph(top)), batch=batch)
+
+
+def test_model_interface_stays_nhwc(tmp_path):
+    g = fill_weights(toy_graph(top=False))
+    path = export_onnx(g, tmp_path / "toy.onnx")
+    m = onnx.load(path)
+    onnx.checker.check_model(m)
+    (inp,), (out,) = m.graph.input, m.graph.output
+    dims = lambda v: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+    assert inp.name == "input_1" and dims(inp) == ["N", 19, 17, 3]
+    assert out.name == g.outputs[0] and dims(out) == ["N", *g.shapes[g.outputs[0]]]
+    ops = [n.op_type for n in m.graph.node]
+    assert ops.count("Transpose") == 2 and "BatchNormalization" in ops
+    names = {n.name for n in m.graph.node}
+    assert {"conv0", "bn0", "sep", "dw", "mixed", "post_bn"} <= names
+    assert "drop" not in names
+
+
+def _single(build, shape=(9, 11, 5)):
+    b = GraphBuilder("single")
+    x = b.input(shape, name="x")
+    return fill_weights(b.build(build(b, x)), seed=7)
+
+
+SINGLE_OPS = {
+    "conv_stride2_same": lambda b, x: b.conv2d(x, 7, 3, strides=2, padding="same", activation="relu6"),
+    "conv_asym_pad": lambda b, x: b.conv2d(b.zero_pad(x, ((0, 1), (2, 0))), 4, (2, 3), strides=(2, 1)),
+    "depthwise_mult3": lambda b, x: b.depthwise_conv2d(x, 3, strides=2, padding="same", depth_multiplier=3),
+    "separable_relu": lambda b, x: b.separable_conv2d(x, 6, 3, padding="same", depth_multiplier=2,
+                                                      activation="relu"),
+    "maxpool_same": lambda b, x: b.max_pool2d(x, 3, 2, padding="same"),
+    "avgpool_exclude_pad": lambda b, x: b.avg_pool2d(x, 3, 1, padding="same"),
+    "avgpool_include_pad": lambda b, x: b.avg_pool2d(x, 3, 2, padding="same", count_include_pad=True),
+    "global_max": lambda b, x: b.global_max_pool(x),
+    "global_avg_keepdims": lambda b, x: b.global_avg_pool(x, keepdims=True),
+    "bn_no_center": lambda b, x: b.batch_norm(x, epsilon=1.001e-5, center=False),
+    "channel_softmax": lambda b, x: b.softmax(x),
+    # Keras flattens NHWC: a wrong element order only shows through the dense weights
+    "flatten_dense": lambda b, x: b.dense(b.flatten(x), 13, activation="relu"),
+    "reshape_map": lambda b, x: b.reshape(x, (11, 9, 5)),
+    "reshape_mobilenet_head": lambda b, x: b.reshape(
+        b.conv2d(b.reshape(b.global_avg_pool(x), (1, 1, 5)), 8, 1), (8,)),
+    "dense_logits_then_softmax": lambda b, x: b.activation(b.dense(b.global_avg_pool(x), 4), "softmax"),
+    "linear_output_map": lambda b, x: b.activation(b.dropout(x), "linear"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SINGLE_OPS))
+def test_single_op_graphs(case):
+    check_export(_single(SINGLE_OPS[case]))
+
+
+def test_missing_weights_and_unsupported_ops_are_reported():
+    g = toy_graph()
+    with pytest.raises(Exception, match="not loaded"):
+        to_onnx_model(g)
+    g = fill_weights(toy_graph())
+    g.node("pool").op = "lrn"
+    g.node("mixed").op = "upsample"
+    with pytest.raises(UnsupportedError, match=r"pool \(lrn\).*mixed \(upsample\)"):
+        to_onnx_model(g)
+
+
+def _zoo_available():
+    try:
+        from nets import zoo  # noqa: F401
+        from nets.weights import seeded_weights  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["resnet50", "mobilenet"])
+def test_zoo_network_matches_our_model(name):
+    if not _zoo_available():
+        pytest.fail("nets.zoo / nets.weights are not importable")
+    import nets
+
+    model = nets.load(name, classifier_activation=None, threads=2)
+    x = np.random.default_rng(5).normal(size=(2, *model.input_shape)).astype(np.float32)
+    want = model(x)
+    data = export_onnx_bytes(model.source_graph)
+    got = run_ort(data, model.source_graph.inputs[0], x)
+    assert got.shape == want.shape
+    assert rel_err(got, want) <= 1e-4
