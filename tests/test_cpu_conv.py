@@ -1,0 +1,156 @@
+"""kernels.cpu.conv2d against the NumPy oracle: every variant, odd shapes, the fused epilogue,
+writing into a channel slice of a wider buffer, and 1 vs 2 threads."""
+
+import numba
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kernels import conv_output_size
+from kernels import reference as ref
+from kernels.cpu.conv import SERIAL_FLOPS, conv2d, pack_conv2d
+
+TOL = 1e-5
+FILL = np.float32(-123.25)
+
+
+def max_rel_err(ours, want):
+    return float(np.abs(ours.astype(np.float64) - want).max() / max(np.abs(want).max(), 1e-30))
+
+
+def run_case(rng, n, h, w, cin, cout, kh, kw, stride, pad, act=None, residual=False, bias=True,
+             extra_before=0, extra_after=0):
+    """Run ours and the oracle; return (ours, want, out buffer, channel slice)."""
+    x = rng.standard_normal((n, h, w, cin), dtype=np.float32)
+    kernel = rng.standard_normal((kh, kw, cin, cout), dtype=np.float32)
+    b = rng.standard_normal(cout, dtype=np.float32) if bias else None
+    oh = conv_output_size(h, kh, stride[0], pad[0], pad[1])
+    ow = conv_output_size(w, kw, stride[1], pad[2], pad[3])
+    res = rng.standard_normal((n, oh, ow, cout), dtype=np.float32) if residual else None
+    out = np.full((n, oh, ow, extra_before + cout + extra_after), FILL, np.float32)
+    packed = pack_conv2d(kernel, b)
+    conv2d(x, packed, out, stride, pad, act=act, residual=res, out_c0=extra_before)
+    want = ref.conv2d(x, kernel, b, stride, pad, act, res)
+    sl = slice(extra_before, extra_before + cout)
+    return out[..., sl], want, out, sl, packed
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture(params=[1, 2], ids=["threads1", "threads2"])
+def threads(request):
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(request.param, numba.config.NUMBA_NUM_THREADS))
+    yield request.param
+    numba.set_num_threads(before)
+
+
+# (n, h, w, cin, cout, kh, kw, stride, pad, expected variant): one per kind of layer in the zoo;
+# sizes are large enough that the parallel path runs (checked below) unless marked tiny.
+VARIANT_CASES = {
+    "pointwise_s1": (1, 14, 14, 96, 130, 1, 1, (1, 1), (0, 0, 0, 0), "pointwise-6x64"),
+    "pointwise_s2": (2, 15, 13, 64, 72, 1, 1, (2, 2), (0, 0, 0, 0), "pointwise-6x64"),
+    "pointwise_logits_1000": (1, 1, 1, 256, 1000, 1, 1, (1, 1), (0, 0, 0, 0), "pointwise-6x64"),
+    "3x3_s1_same": (1, 20, 17, 40, 64, 3, 3, (1, 1), (1, 1, 1, 1), "direct3x3-6x64"),
+    "3x3_s2_tf_same": (1, 21, 20, 24, 48, 3, 3, (2, 2), (0, 1, 0, 1), "direct3x3-6x64"),
+    "3x3_s2_stem_cin3": (1, 47, 45, 3, 32, 3, 3, (2, 2), (0, 0, 0, 0), "direct3x3-6x64"),
+    "7x7_s2_stem_cin3": (1, 38, 38, 3, 64, 7, 7, (2, 2), (3, 3, 3, 3), "direct7x7-6x64"),
+    "1x7": (1, 17, 17, 32, 48, 1, 7, (1, 1), (0, 0, 3, 3), "direct1x7-6x64"),
+    "7x1": (1, 17, 17, 32, 40, 7, 1, (1, 1), (3, 3, 0, 0), "direct7x1-6x64"),
+    "5x5": (1, 19, 18, 24, 70, 5, 5, (1, 1), (2, 2, 2, 2), "direct5x5-6x64"),
+    "odd_cout_7_tiny": (1, 5, 6, 5, 7, 3, 3, (1, 1), (1, 1, 1, 1), "direct3x3-6x64"),
+    "cout_10_valid": (3, 9, 8, 13, 10, 2, 3, (1, 2), (0, 0, 0, 0), "direct2x3-6x64"),
+}
+
+
+@pytest.mark.parametrize("case", list(VARIANT_CASES), ids=list(VARIANT_CASES))
+def test_variants_match_reference(case, rng, threads):
+    *shape, variant = VARIANT_CASES[case]
+    ours, want, _, _, packed = run_case(rng, *shape, act="relu")
+    assert packed.variant == variant
+    assert max_rel_err(ours, want) <= TOL
+
+
+def test_variant_cases_cover_the_parallel_path():
+    flops = [2 * n * conv_output_size(h, kh, s[0], p[0], p[1]) * conv_output_size(w, kw, s[1], p[2], p[3])
+             * kh * kw * ci * co for n, h, w, ci, co, kh, kw, s, p, _ in VARIANT_CASES.values()]
+    assert sum(f >= SERIAL_FLOPS for f in flops) >= 6
+    assert sum(f < SERIAL_FLOPS for f in flops) >= 2
+
+
+@pytest.mark.parametrize("act", [None, "relu", "relu6"])
+@pytest.mark.parametrize("residual", [False, True], ids=["plain", "residual"])
+def test_epilogue(act, residual, rng, threads):
+    ours, want, _, _, _ = run_case(rng, 1, 12, 11, 70, 100, 3, 3, (1, 1), (1, 1, 1, 1), act=act,
+                                   residual=residual)
+    assert max_rel_err(ours, want) <= TOL
+    if act == "relu6":
+        assert ours.max() <= 6.0 and ours.min() >= 0.0
+
+
+def test_no_bias(rng):
+    ours, want, _, _, _ = run_case(rng, 1, 9, 9, 16, 20, 3, 3, (1, 1), (1, 1, 1, 1), bias=False)
+    assert max_rel_err(ours, want) <= TOL
+
+
+@pytest.mark.parametrize("kh,kw,stride,pad", [(1, 1, (1, 1), (0, 0, 0, 0)), (3, 3, (2, 2), (1, 1, 1, 1)),
+                                              (1, 7, (1, 1), (0, 0, 3, 3))])
+def test_out_c0_writes_only_its_channel_slice(kh, kw, stride, pad, rng, threads):
+    ours, want, out, sl, _ = run_case(rng, 2, 13, 12, 33, 70, kh, kw, stride, pad, act="relu",
+                                      residual=True, extra_before=19, extra_after=23)
+    assert max_rel_err(ours, want) <= TOL
+    others = np.delete(out, np.arange(out.shape[-1])[sl], axis=-1)
+    assert np.all(others == FILL)
+
+
+def test_repeated_calls_reuse_padding_scratch(rng):
+    """The zero-bordered scratch is cached: a second call on new data must not see stale values."""
+    kernel = rng.standard_normal((3, 3, 8, 16), dtype=np.float32)
+    packed = pack_conv2d(kernel, None)
+    out = np.empty((1, 10, 10, 16), np.float32)
+    for _ in range(3):
+        x = rng.standard_normal((1, 10, 10, 8), dtype=np.float32)
+        conv2d(x, packed, out, (1, 1), (1, 1, 1, 1))
+        assert max_rel_err(out, ref.conv2d(x, kernel, None, (1, 1), (1, 1, 1, 1))) <= TOL
+    assert len(packed._scratch) == 1
+
+
+def test_one_and_two_threads_agree(rng):
+    x = rng.standard_normal((1, 28, 28, 64), dtype=np.float32)
+    packed = pack_conv2d(rng.standard_normal((3, 3, 64, 96), dtype=np.float32), None)
+    outs = []
+    for t in (1, 2):
+        numba.set_num_threads(min(t, numba.config.NUMBA_NUM_THREADS))
+        out = np.empty((1, 28, 28, 96), np.float32)
+        conv2d(x, packed, out, (1, 1), (1, 1, 1, 1))
+        outs.append(out)
+    np.testing.assert_array_equal(outs[0], outs[1])
+
+
+@st.composite
+def conv_cases(draw):
+    kh = draw(st.integers(1, 5))
+    kw = draw(st.integers(1, 5))
+    sh = draw(st.integers(1, 3))
+    sw = draw(st.integers(1, 3))
+    pad = tuple(draw(st.integers(0, 3)) for _ in range(4))
+    h = draw(st.integers(max(1, kh - pad[0] - pad[1]), 16))
+    w = draw(st.integers(max(1, kw - pad[2] - pad[3]), 16))
+    return dict(n=draw(st.integers(1, 3)), h=h, w=w, cin=draw(st.integers(1, 70)),
+                cout=draw(st.integers(1, 140)), kh=kh, kw=kw, stride=(sh, sw), pad=pad,
+                act=draw(st.sampled_from([None, "relu", "relu6"])), residual=draw(st.booleans()),
+                bias=draw(st.booleans()), extra_before=draw(st.integers(0, 5)),
+                extra_after=draw(st.integers(0, 5)))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=conv_cases())
+def test_random_shapes_match_reference(case, rng):
+    ours, want, out, sl, _ = run_case(rng, **case)
+    assert max_rel_err(ours, want) <= TOL
+    others = np.delete(out, np.arange(out.shape[-1])[sl], axis=-1)
+    assert np.all(others == FILL)
