@@ -20,6 +20,7 @@ with the top, 3 channels).
 
 from __future__ import annotations
 
+import os
 import warnings
 
 from nets.errors import ModelError
@@ -43,7 +44,7 @@ class Namer:
 def check_options(model: str, *, include_top, pooling, classes, input_shape, classifier_activation,
                   weights, default_size: int, min_size: int) -> tuple[int, int, int]:
     """Validate the common keras.applications options; return the static input shape (H, W, C)."""
-    if weights not in (None, "imagenet") and not isinstance(weights, str):
+    if weights is not None and not isinstance(weights, (str, os.PathLike)):
         raise ModelError(f"{model}: weights must be None, 'imagenet' or a path to a weights file, "
                          f"got {weights!r}")
     if pooling not in (None, "avg", "max"):
