@@ -22,6 +22,7 @@ from numba.extending import intrinsic
 
 MR = 6      # output pixels per tile (24 accumulators + 4 weight vectors + broadcasts fit 32 zmm)
 NR = 64     # output channels per tile (4 zmm of 16 floats)
+MC = 16     # tiles per work item: 96 output pixels share one hot weight panel
 
 ACT_NONE, ACT_RELU, ACT_RELU6 = 0, 1, 2
 
@@ -100,31 +101,36 @@ def _tile(xf, wb, bias, out2, res2, m0, cb, geom, act, has_res):
     # epilogue: bias, residual, activation; only valid pixels and channels are written
     n0 = cb * NR
     nc = min(NR, cout - n0)
+    lo = np.float32(0.0) if act != ACT_NONE else np.float32(-3.0e38)
+    hi = np.float32(6.0) if act == ACT_RELU6 else np.float32(3.0e38)
+    bias_b = bias[n0:n0 + NR]
     for p in range(MR):
         m = m0 + p
         if m <= last:
             orow = out2[m, c0 + n0:c0 + n0 + nc]
-            for c in range(nc):
-                v = acc[p, c] + bias[n0 + c]
-                if has_res:
-                    v += res2[m, n0 + c]
-                if act == ACT_RELU:
-                    v = max(v, np.float32(0.0))
-                elif act == ACT_RELU6:
-                    v = min(max(v, np.float32(0.0)), np.float32(6.0))
-                orow[c] = v
+            if has_res:
+                rrow = res2[m, n0:n0 + nc]
+                for c in range(nc):
+                    orow[c] = min(max(acc[p, c] + bias_b[c] + rrow[c], lo), hi)
+            else:
+                for c in range(nc):
+                    orow[c] = min(max(acc[p, c] + bias_b[c], lo), hi)
 
 
 @njit(parallel=True, fastmath=True, cache=True)
 def conv_tiles_parallel(xf, wp, bias, out2, res2, geom, act, has_res):
-    """All tiles, split over threads; channel block outer so each thread keeps its weight panel hot."""
+    """Work item = (block of MC tiles, channel block): the weight panel of a channel block is
+    reused across MC tiles while it is hot in L2, instead of being evicted by a long input sweep."""
     m_total = geom[9]
     nmt = (m_total + MR - 1) // MR
+    nmb = (nmt + MC - 1) // MC
     nb = wp.shape[0]
-    for t in prange(nb * nmt):
-        cb = t // nmt
-        mt = t - cb * nmt
-        _tile(xf, wp[cb], bias, out2, res2, mt * MR, cb, geom, act, has_res)
+    for t in prange(nmb * nb):
+        mb = t // nb
+        cb = t - mb * nb
+        wb = wp[cb]
+        for mt in range(mb * MC, min(nmt, mb * MC + MC)):
+            _tile(xf, wb, bias, out2, res2, mt * MR, cb, geom, act, has_res)
 
 
 @njit(fastmath=True, cache=True)
@@ -132,7 +138,10 @@ def conv_tiles_serial(xf, wp, bias, out2, res2, geom, act, has_res):
     """The same loop on the calling thread, for layers too small to pay the fork/join."""
     m_total = geom[9]
     nmt = (m_total + MR - 1) // MR
+    nmb = (nmt + MC - 1) // MC
     nb = wp.shape[0]
-    for cb in range(nb):
-        for mt in range(nmt):
-            _tile(xf, wp[cb], bias, out2, res2, mt * MR, cb, geom, act, has_res)
+    for mb in range(nmb):
+        for cb in range(nb):
+            wb = wp[cb]
+            for mt in range(mb * MC, min(nmt, mb * MC + MC)):
+                _tile(xf, wb, bias, out2, res2, mt * MR, cb, geom, act, has_res)
