@@ -125,3 +125,26 @@ def test_zoo_network_matches_our_model(name):
     got = run_ort(data, model.source_graph.inputs[0], x)
     assert got.shape == want.shape
     assert rel_err(got, want) <= 1e-4
+
+
+def test_compare_ort_bench_runs_on_a_small_model():
+    import importlib.util
+    from pathlib import Path
+
+    from nets.model import Model
+
+    path = Path(__file__).resolve().parent.parent / "bench" / "compare_ort.py"
+    spec = importlib.util.spec_from_file_location("compare_ort", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    g = fill_weights(toy_graph())
+    model = Model(g, device="reference")
+    x = np.random.default_rng(4).normal(size=(2, 19, 17, 3)).astype(np.float32)
+    macs = bench.graph_macs(g)
+    row = bench.bench_config(model, export_onnx_bytes(g), x, 1, 2.0 * macs * 2, repeat=3, warmup=1, budget_s=5)
+    assert "error" not in row and row["rounds"] == 3
+    assert row["max_rel_err"] <= 1e-5
+    assert row["ratio"] == pytest.approx(row["ours_ms"] / row["ort_ms"])
+    table = bench.format_table([dict(row, model="toy", batch=2, threads=1),
+                                {"model": "broken", "batch": 1, "threads": 1, "error": "ModelError: x"}], True)
+    assert table.count("\n") == 3 and "| broken |" in table and "ModelError: x" in table

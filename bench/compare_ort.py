@@ -1,0 +1,254 @@
+"""Side by side with ONNX Runtime: the same graph and weights, the same threads, the same process.
+
+For each network: build it with seeded weights (logits, no softmax), export the source graph to ONNX
+(BatchNorm left for ORT to fuse, as with a framework export), check both outputs agree, then time ours
+and ORT alternately — warm-up first, then interleaved repeats so both see the same machine noise —
+and report the medians, the ratio ours/ORT and GFLOP/s (1 MAC = 2 FLOPs, MACs from nets.ir.node_macs).
+
+    python bench/compare_ort.py                              # six networks, batch 1, 2 threads
+    python bench/compare_ort.py --models resnet50 mobilenet --batch 1 8 --threads 1 2 --repeat 20
+    python bench/compare_ort.py --markdown                   # a table for bench/RESULTS.md
+
+A network whose build, export or run fails still gets a row, with the error in it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import platform
+import statistics
+import sys
+import time
+import traceback
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+MODELS = ("vgg16", "vgg19", "resnet50", "inception_v3", "xception", "mobilenet")
+
+
+def machine_info() -> dict:
+    import numba
+    import onnxruntime
+
+    cpu = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    commit = "?"
+    try:
+        import subprocess
+
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                                text=True, check=False).stdout.strip() or "?"
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "numba": numba.__version__,
+            "numba_threads": numba.config.NUMBA_NUM_THREADS, "onnxruntime": onnxruntime.__version__,
+            "numpy": np.__version__, "python": platform.python_version(), "commit": commit}
+
+
+def graph_macs(g) -> int:
+    """Multiply-accumulates of one sample over the whole source graph."""
+    from nets.ir import node_macs
+
+    return sum(node_macs(n, [g.shapes[v] for v in n.inputs], g.shapes[n.output]) for n in g.nodes)
+
+
+def ort_session(data: bytes, threads: int):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+
+
+def _short(e: BaseException) -> str:
+    msg = f"{type(e).__name__}: {e}".replace("\n", " ").replace("|", "/")
+    return msg if len(msg) <= 160 else msg[:157] + "..."
+
+
+def interleaved(fns: dict, repeat: int, warmup: int, budget_s: float) -> dict:
+    """Median seconds per callable, timed in turn each round. ``budget_s`` caps a slow configuration
+    (at least 3 rounds). A callable that raises is dropped and its error kept."""
+    times = {k: [] for k in fns}
+    errors = {}
+    live = dict(fns)
+    for _ in range(warmup):
+        for k, fn in list(live.items()):
+            try:
+                fn()
+            except Exception as e:  # noqa: BLE001 - reported in the row
+                errors[k] = _short(e)
+                del live[k]
+    start = time.perf_counter()
+    for r in range(repeat):
+        for k, fn in list(live.items()):
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+        if r >= 2 and time.perf_counter() - start > budget_s:
+            break
+    out = {k: statistics.median(v) for k, v in times.items() if v}
+    out["rounds"] = max((len(v) for v in times.values()), default=0)
+    out["errors"] = errors
+    return out
+
+
+def bench_config(model, data: bytes, x: np.ndarray, threads: int, flops: float, repeat: int, warmup: int,
+                 budget_s: float) -> dict:
+    """One network at one batch and thread count: agreement, then interleaved timing."""
+    row = {"gflop": flops / 1e9}
+    notes = []
+    try:
+        sess = ort_session(data, threads)
+        in_name = sess.get_inputs()[0].name
+        run_ort = lambda: sess.run(None, {in_name: x})[0]
+    except Exception as e:  # noqa: BLE001 - reported in the row
+        run_ort = None
+        notes.append(f"ORT: {_short(e)}")
+    model.threads = threads
+    run_ours = lambda: model(x)
+    # the first run of ours includes Numba compilation and executor set-up: reported apart
+    try:
+        t0 = time.perf_counter()
+        ours_out = run_ours()
+        row["ours_first_ms"] = 1e3 * (time.perf_counter() - t0)
+    except Exception as e:  # noqa: BLE001
+        traceback.print_exc(file=sys.stderr)
+        ours_out = None
+        notes.append(f"ours: {_short(e)}")
+    if run_ort is not None:
+        try:
+            ort_out = run_ort()
+            if ours_out is not None:
+                row["max_rel_err"] = float(np.max(np.abs(ours_out - ort_out)) /
+                                           max(float(np.max(np.abs(ort_out))), 1e-30))
+        except Exception as e:  # noqa: BLE001
+            run_ort = None
+            notes.append(f"ORT: {_short(e)}")
+    fns = {}
+    if ours_out is not None:
+        fns["ours"] = run_ours
+    if run_ort is not None:
+        fns["ort"] = run_ort
+    timing = interleaved(fns, repeat, warmup, budget_s)
+    notes += [f"{k}: {err}" for k, err in timing["errors"].items()]
+    row["rounds"] = timing["rounds"]
+    for k in ("ours", "ort"):
+        if k in timing:
+            row[f"{k}_ms"] = 1e3 * timing[k]
+            row[f"{k}_gflops"] = flops / timing[k] / 1e9
+    if "ours_ms" in row and "ort_ms" in row:
+        row["ratio"] = row["ours_ms"] / row["ort_ms"]
+    if notes:
+        row["error"] = "; ".join(notes)
+    return row
+
+
+def bench_network(name, batches, threads_list, repeat, warmup, budget_s, seed=0) -> list[dict]:
+    import nets
+    from nets.onnx_export import export_onnx_bytes
+
+    rows = []
+    base = {"model": name}
+    try:
+        t0 = time.perf_counter()
+        model = nets.load(name, classifier_activation=None, threads=threads_list[0], seed=seed)
+        build_s = time.perf_counter() - t0
+        g = model.source_graph
+        data = export_onnx_bytes(g)
+        macs = graph_macs(g)
+    except Exception as e:  # noqa: BLE001
+        traceback.print_exc(file=sys.stderr)
+        return [dict(base, batch=b, threads=t, error=f"build/export: {_short(e)}")
+                for b in batches for t in threads_list]
+    print(f"# {name}: {macs / 1e9:.3f} GMAC/sample, ONNX {len(data) / 2**20:.0f} MiB, "
+          f"built in {build_s:.1f} s", file=sys.stderr)
+    for batch in batches:
+        x = np.random.default_rng(seed + batch).normal(size=(batch, *model.input_shape)).astype(np.float32)
+        for threads in threads_list:
+            row = dict(base, batch=batch, threads=threads)
+            row.update(bench_config(model, data, x, threads, 2.0 * macs * batch, repeat, warmup, budget_s))
+            rows.append(row)
+            print(f"#   batch {batch} threads {threads}: ours {_fmt(row.get('ours_ms'))} ms, "
+                  f"ORT {_fmt(row.get('ort_ms'))} ms, rel err {_fmt(row.get('max_rel_err'), '.1e')}",
+                  file=sys.stderr)
+            gc.collect()
+    del model, data
+    gc.collect()
+    return rows
+
+
+def _fmt(v, spec=".2f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+COLUMNS = [("model", "model", "s"), ("batch", "batch", "d"), ("threads", "threads", "d"),
+           ("ours_ms", "ours ms", ".2f"), ("ort_ms", "ORT ms", ".2f"), ("ratio", "ours/ORT", ".2f"),
+           ("ours_gflops", "ours GFLOP/s", ".1f"), ("ort_gflops", "ORT GFLOP/s", ".1f"),
+           ("max_rel_err", "max rel err", ".1e"), ("ours_first_ms", "ours 1st run ms", ".0f"),
+           ("rounds", "repeats", "d")]
+
+
+def format_table(rows: list[dict], markdown: bool) -> str:
+    head = [title for _, title, _ in COLUMNS] + ["error"]
+    body = [[_fmt(r.get(k), spec) if spec != "s" else str(r.get(k, "-")) for k, _, spec in COLUMNS]
+            + [r.get("error", "")] for r in rows]
+    if markdown:
+        lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+        lines += ["| " + " | ".join(cells) + " |" for cells in body]
+        return "\n".join(lines)
+    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)]
+    fmt_row = lambda cells: "  ".join(c.ljust(w) if i in (0, len(head) - 1) else c.rjust(w)
+                                      for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+    return "\n".join([fmt_row(head)] + [fmt_row(b) for b in body])
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", default=list(MODELS), metavar="NAME",
+                   help=f"networks to run (default: {' '.join(MODELS)})")
+    p.add_argument("--batch", nargs="+", type=int, default=[1], help="batch sizes (default 1)")
+    p.add_argument("--threads", nargs="+", type=int, default=[2], help="thread counts (default 2)")
+    p.add_argument("--repeat", type=int, default=20, help="interleaved timed rounds (default 20)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed rounds first (default 3)")
+    p.add_argument("--budget", type=float, default=60.0,
+                   help="seconds of timed rounds per configuration before stopping early (default 60)")
+    p.add_argument("--markdown", action="store_true", help="print a markdown table")
+    args = p.parse_args(argv)
+
+    info = machine_info()
+    rows = []
+    for name in args.models:
+        rows += bench_network(name, args.batch, args.threads, args.repeat, args.warmup, args.budget)
+    header = (f"machine: {info['cpu']}, {info['cores']} cores (Numba threads available "
+              f"{info['numba_threads']}); numba {info['numba']}, onnxruntime {info['onnxruntime']}, "
+              f"numpy {info['numpy']}, python {info['python']}, commit {info['commit']}\n"
+              f"seeded weights, logits; median of interleaved repeats after {args.warmup} warm-up rounds; "
+              "ORT: CPUExecutionProvider, sequential, inter_op 1, graph optimizations ALL; "
+              "GFLOP/s with 1 MAC = 2 FLOPs")
+    command = "python bench/compare_ort.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    if args.markdown:
+        print(f"`{command.strip()}`\n\n{header}\n")
+    else:
+        print(header + "\n")
+    print(format_table(rows, args.markdown))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
