@@ -59,8 +59,10 @@ def _chunks(n):
 
 
 @njit(**_JIT)
-def _add_span(a, b, out, act, lo, hi):
-    for i in range(lo, hi):
+def _add_span(a, b, out, act):
+    # Whole (sliced) arrays and a loop from 0: a provably non-negative index lets LLVM drop
+    # Python's negative-index wraparound and vectorise.
+    for i in range(a.size):
         out[i] = apply_act(a[i] + b[i], act)
 
 
@@ -68,7 +70,8 @@ def _add_span(a, b, out, act, lo, hi):
 def _add_par(a, b, out, act, step, nchunk):
     n = a.size
     for k in prange(nchunk):
-        _add_span(a, b, out, act, k * step, min(n, (k + 1) * step))
+        lo, hi = k * step, min(n, (k + 1) * step)
+        _add_span(a[lo:hi], b[lo:hi], out[lo:hi], act)
 
 
 def add(a, b, out, act=None):
@@ -78,12 +81,12 @@ def add(a, b, out, act=None):
     if use_parallel(12 * fa.size):
         _add_par(fa, fb, fo, code, *_chunks(fa.size))
     else:
-        _add_span(fa, fb, fo, code, 0, fa.size)
+        _add_span(fa, fb, fo, code)
 
 
 @njit(**_JIT)
-def _act_span(x, out, act, lo, hi):
-    for i in range(lo, hi):
+def _act_span(x, out, act):
+    for i in range(x.size):
         out[i] = apply_act(x[i], act)
 
 
@@ -91,7 +94,8 @@ def _act_span(x, out, act, lo, hi):
 def _act_par(x, out, act, step, nchunk):
     n = x.size
     for k in prange(nchunk):
-        _act_span(x, out, act, k * step, min(n, (k + 1) * step))
+        lo, hi = k * step, min(n, (k + 1) * step)
+        _act_span(x[lo:hi], out[lo:hi], act)
 
 
 def activation(x, out, act):
@@ -101,7 +105,7 @@ def activation(x, out, act):
     if use_parallel(8 * fx.size):
         _act_par(fx, fo, code, *_chunks(fx.size))
     else:
-        _act_span(fx, fo, code, 0, fx.size)
+        _act_span(fx, fo, code)
 
 
 # ---------------------------------------------------------------- channel_affine
@@ -182,8 +186,10 @@ def _copy_cols(x, out, c0, r0, r1):
     """out[r, c0:c0+C] = x[r, :] for rows r0..r1 of 2-D row views."""
     c = x.shape[1]
     for r in range(r0, r1):
+        dst = out[r, c0:c0 + c]
+        src = x[r]
         for j in range(c):
-            out[r, c0 + j] = x[r, j]
+            dst[j] = src[j]
 
 
 @njit(**_PJIT)
@@ -216,7 +222,10 @@ def concat(xs, out):
 
 @njit(**_JIT)
 def _pad_rows(x, out, t, l, r0, r1):
-    """Rows r0..r1 of out (flattened over N*OH): zeros outside the copied window of x."""
+    """Rows r0..r1 of out (flattened over N*OH): zeros outside the copied window of x.
+
+    An output row is one contiguous run of OW*C floats: zeros, the input row, zeros.
+    """
     h, w, c = x.shape[1], x.shape[2], x.shape[3]
     oh, ow = out.shape[1], out.shape[2]
     zero = np.float32(0.0)
@@ -224,19 +233,18 @@ def _pad_rows(x, out, t, l, r0, r1):
         n = r // oh
         oy = r - n * oh
         iy = oy - t
+        dst = out[n, oy].reshape(ow * c)
         if iy < 0 or iy >= h:
-            for ox in range(ow):
-                for j in range(c):
-                    out[n, oy, ox, j] = zero
+            dst[:] = zero
             continue
-        for ox in range(ow):
-            ix = ox - l
-            if ix < 0 or ix >= w:
-                for j in range(c):
-                    out[n, oy, ox, j] = zero
-            else:
-                for j in range(c):
-                    out[n, oy, ox, j] = x[n, iy, ix, j]
+        src = x[n, iy].reshape(w * c)
+        head = dst[:l * c]
+        head[:] = zero
+        body = dst[l * c:(l + w) * c]
+        for j in range(w * c):
+            body[j] = src[j]
+        tail = dst[(l + w) * c:]
+        tail[:] = zero
 
 
 @njit(**_PJIT)

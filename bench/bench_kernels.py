@@ -1,0 +1,174 @@
+"""Time the non-convolution Numba kernels on real network shapes; print GB/s and GFLOP/s.
+
+    python bench/bench_kernels.py [--threads 2] [--repeats 50] [--only depthwise,dense]
+
+Each kernel is validated against kernels.reference before it is timed (max rel err printed), then
+run ``--warmup`` times and timed ``--repeats`` times; the median is reported. Bytes are the
+compulsory traffic: every input, weight and output byte once (4 bytes per float32). FLOPs: 1 MAC =
+2 FLOPs. A NumPy expression of the same op (BLAS for dense) runs alongside as a baseline.
+"""
+
+import argparse
+import importlib
+import os
+import platform
+import sys
+import time
+
+import numba
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from kernels import conv_output_size  # noqa: E402
+from kernels import reference as ref  # noqa: E402
+
+dw = importlib.import_module("kernels.cpu.depthwise")
+pl = importlib.import_module("kernels.cpu.pool")
+dn = importlib.import_module("kernels.cpu.dense")
+ew = importlib.import_module("kernels.cpu.elementwise")
+
+F = 4  # bytes per float32
+
+
+def median_time(fn, warmup, repeats):
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return float(np.median(ts))
+
+
+def rel_err(ours, want):
+    return float(np.abs(ours.astype(np.float64) - want).max() / max(np.abs(want).max(), 1e-30))
+
+
+def rand(rng, *shape, lo=-1.0, hi=1.0):
+    return rng.uniform(lo, hi, shape).astype(np.float32)
+
+
+# Each case returns (name, run, baseline | None, bytes, flops, check) where check() -> rel err.
+
+
+def depthwise_cases(rng):
+    layers = [  # MobileNet (224, alpha 1) conv_dw_1..13 and an Xception middle-flow layer
+        ("mobilenet conv_dw_1", 112, 32, 1), ("mobilenet conv_dw_2", 112, 64, 2),
+        ("mobilenet conv_dw_3", 56, 128, 1), ("mobilenet conv_dw_4", 56, 128, 2),
+        ("mobilenet conv_dw_5", 28, 256, 1), ("mobilenet conv_dw_6", 28, 256, 2),
+        ("mobilenet conv_dw_7", 14, 512, 1), ("mobilenet conv_dw_12", 14, 512, 2),
+        ("mobilenet conv_dw_13", 7, 1024, 1), ("xception block5 sepconv", 19, 728, 1),
+    ]
+    for name, h, c, s in layers:
+        pad = (1, 1, 1, 1) if s == 1 else (0, 1, 0, 1)
+        x, k, b = rand(rng, 1, h, h, c), rand(rng, 3, 3, c, 1), rand(rng, c)
+        packed = dw.pack_depthwise(k, b)
+        oh = conv_output_size(h, 3, s, pad[0], pad[1])
+        out = np.empty((1, oh, oh, c), np.float32)
+        run = lambda x=x, p=packed, o=out, s=s, pad=pad: dw.depthwise_conv2d(x, p, o, (s, s), pad, "relu6")
+        want = ref.depthwise_conv2d(x, k, b, (s, s), pad, "relu6")
+        check = lambda run=run, o=out, want=want: (run(), rel_err(o, want))[1]
+        yield (f"{name} {h}x{h}x{c} s{s} [{packed.variant}]", run, None,
+               F * (x.size + out.size + k.size + c), 2 * 9 * out.size, check)
+
+
+def pool_cases(rng):
+    x = rand(rng, 1, 112, 112, 64)
+    out = np.empty((1, 56, 56, 64), np.float32)
+    pad = (1, 1, 1, 1)
+    run = lambda: pl.max_pool2d(x, out, (3, 3), (2, 2), pad)
+    want = ref.max_pool2d(x, (3, 3), (2, 2), pad)
+    yield ("resnet50 pool1 max 3x3/2 112x112x64", run, None, F * (x.size + out.size), 0,
+           lambda: (run(), rel_err(out, want))[1])
+    for h, c in [(35, 192), (35, 288), (17, 768), (8, 1280)]:
+        y = rand(rng, 1, h, h, c)
+        o = np.empty_like(y)
+        r = lambda y=y, o=o: pl.avg_pool2d(y, o, (3, 3), (1, 1), pad, False)
+        want = ref.avg_pool2d(y, (3, 3), (1, 1), pad, False)
+        yield (f"inception branch avg 3x3/1 {h}x{h}x{c}", r, None, F * 2 * y.size, 0,
+               lambda r=r, o=o, want=want: (r(), rel_err(o, want))[1])
+    g = rand(rng, 1, 7, 7, 2048)
+    go = np.empty((1, 2048), np.float32)
+    run_g = lambda: pl.global_avg_pool(g, go)
+    want_g = ref.global_avg_pool(g)
+    yield ("resnet50 global avg 7x7x2048", run_g, lambda: g.mean(axis=(1, 2)), F * (g.size + go.size), 0,
+           lambda: (run_g(), rel_err(go, want_g))[1])
+
+
+def dense_cases(rng, batch):
+    for name, k_in, n_out in [("vgg16 fc1", 25088, 4096), ("vgg16 fc2", 4096, 4096),
+                              ("resnet50 predictions", 2048, 1000), ("mobilenet-like 1024->1000", 1024, 1000)]:
+        x, k, b = rand(rng, batch, k_in), rand(rng, k_in, n_out, lo=-0.02, hi=0.02), rand(rng, n_out)
+        packed = dn.pack_dense(k, b)
+        out = np.empty((batch, n_out), np.float32)
+        run = lambda x=x, p=packed, o=out: dn.dense(x, p, o, "relu")
+        base = lambda x=x, k=k: x @ k
+        xs = x[:, :2048]  # the float64 reference of fc1 is slow; check a 2048-row slice of it
+        ks = k[:2048]
+        pk = dn.pack_dense(ks, b)
+        os_ = np.empty_like(out)
+        check = lambda xs=xs, ks=ks, pk=pk, os_=os_, b=b: (
+            dn.dense(xs, pk, os_, "relu"), rel_err(os_, ref.dense(xs, ks, b, "relu")))[1]
+        yield (f"{name} {k_in}x{n_out} N={batch} [{packed.variant}]", run, base,
+               F * (k.size + x.size + out.size), 2 * batch * k_in * n_out, check)
+
+
+def elementwise_cases(rng):
+    a, b = rand(rng, 1, 56, 56, 256), rand(rng, 1, 56, 56, 256)
+    o = np.empty_like(a)
+    yield ("resnet50 residual add+relu 56x56x256", lambda: ew.add(a, b, o, "relu"),
+           lambda: np.maximum(a + b, 0, out=o), F * 3 * a.size, 0,
+           lambda: (ew.add(a, b, o, "relu"), rel_err(o, ref.add(a, b, "relu")))[1])
+    sc, sh = rand(rng, 256), rand(rng, 256)
+    yield ("channel_affine+relu 56x56x256", lambda: ew.channel_affine(a, sc, sh, o, "relu"),
+           lambda: np.maximum(a * sc + sh, 0), F * 2 * a.size, 0,
+           lambda: (ew.channel_affine(a, sc, sh, o, "relu"), rel_err(o, ref.channel_affine(a, sc, sh, "relu")))[1])
+    yield ("relu6 56x56x256", lambda: ew.activation(a, o, "relu6"), lambda: np.clip(a, 0, 6, out=o),
+           F * 2 * a.size, 0, lambda: (ew.activation(a, o, "relu6"), rel_err(o, ref.activation(a, "relu6")))[1])
+    lg = rand(rng, 1, 1000, lo=-20, hi=20)
+    lo = np.empty_like(lg)
+    yield ("softmax 1x1000", lambda: ew.softmax(lg, lo), None, F * 2 * lg.size, 0,
+           lambda: (ew.softmax(lg, lo), rel_err(lo, ref.softmax(lg)))[1])
+    xs = [rand(rng, 1, 35, 35, c) for c in (64, 64, 96, 32)]
+    co = np.empty((1, 35, 35, 256), np.float32)
+    yield ("inception mixed0 concat 35x35x(64,64,96,32)", lambda: ew.concat(xs, co),
+           lambda: np.concatenate(xs, axis=-1), F * 2 * co.size, 0,
+           lambda: (ew.concat(xs, co), rel_err(co, ref.concat(xs)))[1])
+    img = rand(rng, 1, 224, 224, 3)
+    po = np.empty((1, 230, 230, 3), np.float32)
+    yield ("resnet50 conv1_pad 224x224x3 pad 3", lambda: ew.zero_pad(img, po, (3, 3, 3, 3)), None,
+           F * (img.size + po.size), 0,
+           lambda: (ew.zero_pad(img, po, (3, 3, 3, 3)), rel_err(po, ref.zero_pad(img, (3, 3, 3, 3))))[1])
+
+
+GROUPS = {"depthwise": depthwise_cases, "pool": pool_cases, "dense": dense_cases, "elementwise": elementwise_cases}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=numba.config.NUMBA_NUM_THREADS)
+    ap.add_argument("--repeats", type=int, default=50)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--batch", type=int, default=1, help="batch size of the dense cases")
+    ap.add_argument("--only", default=",".join(GROUPS), help="comma list of " + ",".join(GROUPS))
+    args = ap.parse_args()
+    numba.set_num_threads(args.threads)
+    rng = np.random.default_rng(0)
+    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, numba {numba.__version__}, "
+          f"threads {args.threads}, repeats {args.repeats} (median), warmup {args.warmup}")
+    print(f"{'kernel / shape':62s} {'rel err':>8s} {'ms':>8s} {'GB/s':>7s} {'GFLOP/s':>8s} {'numpy ms':>9s}")
+    for group in args.only.split(","):
+        cases = GROUPS[group](rng, args.batch) if group == "dense" else GROUPS[group](rng)
+        for name, run, base, nbytes, flops, check in cases:
+            err = check()
+            t = median_time(run, args.warmup, args.repeats)
+            tb = median_time(base, 2, max(5, args.repeats // 5)) if base is not None else float("nan")
+            gf = f"{flops / t / 1e9:8.1f}" if flops else f"{'':8s}"
+            print(f"{name:62s} {err:8.1e} {t * 1e3:8.3f} {nbytes / t / 1e9:7.1f} {gf} {tb * 1e3:9.3f}",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
