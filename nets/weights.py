@@ -1,0 +1,332 @@
+"""Weights for a Graph: the legacy Keras ``.h5`` loader (the files keras.applications downloads), a
+writer of the same layout, and seeded (untrained) weights for tests and benchmarks.
+
+The legacy layout (Keras 1/2, and Keras 3's ``legacy_h5_format``):
+    root (or root["model_weights"] in a full-model file)
+        attrs["layer_names"]            every layer, in model order; chunked as ``layer_names0``,
+                                        ``layer_names1``, ... once it passes HDF5's 64 KB header limit
+        <layer>/attrs["weight_names"]   the layer's arrays in Keras' order (empty for weightless layers)
+        <layer>/<weight_name>           a dataset; names look like ``conv1_conv/kernel:0`` (the
+                                        ``:0`` is missing in files written by Keras 3)
+Both name lists are read in their stored order, never in h5py's key order, which is alphabetical
+(``conv2d_10`` before ``conv2d_2``).
+
+Matching follows Keras: when every weighted layer of the graph has a namesake in the file, layers are
+matched by name (extra layers in the file are ignored); otherwise the file's weighted layers are
+matched with the graph's in order, as Keras' ``load_weights`` does, which is how the official files
+with auto-generated names (``conv2d_N``, ``convolution2d_N``) load. Either way every array's count and
+shape is checked before anything is assigned, so a failed load leaves the graph untouched.
+
+h5py is optional: it is imported only when a file is read or written. Nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import zlib
+
+import numpy as np
+
+from nets.errors import WeightsError
+from nets.ir import Graph, Node
+
+# HDF5 cannot store an attribute larger than its object header (64 KB); Keras splits long name
+# lists over several attributes below this size.
+HDF5_ATTR_LIMIT = 64512
+_LIST_MAX = 10
+
+
+def _h5py():
+    try:
+        import h5py
+    except ImportError as e:
+        raise WeightsError("reading or writing Keras .h5 weights needs the optional dependency h5py "
+                           "(pip install h5py)") from e
+    return h5py
+
+
+def _as_str(v) -> str:
+    return v.decode("utf8") if isinstance(v, (bytes, np.bytes_)) else str(v)
+
+
+def read_string_list(group, name: str) -> list[str]:
+    """A list attribute, joined back from ``name0``, ``name1``, ... when Keras chunked it."""
+    if name in group.attrs:
+        return [_as_str(v) for v in np.atleast_1d(group.attrs[name])]
+    out, k = [], 0
+    while f"{name}{k}" in group.attrs:
+        out.extend(_as_str(v) for v in np.atleast_1d(group.attrs[f"{name}{k}"]))
+        k += 1
+    return out
+
+
+def write_string_list(group, name: str, strings, limit: int = HDF5_ATTR_LIMIT):
+    """Store a list of strings as one attribute, or as ``name0..nameK`` chunks if it exceeds ``limit``."""
+    data = np.array([s.encode("utf8") for s in strings], dtype="S") if len(strings) else np.array([], "S1")
+    chunks = 1
+    while any(part.nbytes > limit for part in np.array_split(data, chunks)):
+        if chunks >= len(data):
+            raise WeightsError(f"attribute {name!r}: one name is longer than {limit} bytes")
+        chunks += 1
+    if chunks == 1:
+        group.attrs[name] = data
+    else:
+        for k, part in enumerate(np.array_split(data, chunks)):
+            group.attrs[f"{name}{k}"] = part
+
+
+def _more(names, limit=_LIST_MAX) -> str:
+    shown = ", ".join(repr(n) for n in names[:limit])
+    return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
+
+
+def _weights_group(f, path):
+    if "layer_names" in f.attrs or "layer_names0" in f.attrs:
+        return f
+    if "model_weights" in f:
+        g = f["model_weights"]
+        if "layer_names" in g.attrs or "layer_names0" in g.attrs:
+            return g
+    if "layers" in f and "vars" in f:
+        raise WeightsError(f"{path}: this is a Keras 3 '.weights.h5' file (groups 'layers'/'vars'), not "
+                           "the legacy layout with 'layer_names'; re-save it with Keras' legacy h5 "
+                           "writer or load the .keras model instead")
+    raise WeightsError(f"{path}: not a Keras weights file: no 'layer_names' attribute at the root or in "
+                       "a 'model_weights' group")
+
+
+def _dataset(layer_group, wname):
+    """The dataset named ``wname``, tolerating a name listed with ':0' but stored without, or back."""
+    for key in (wname, wname[:-2] if wname.endswith(":0") else wname + ":0"):
+        if key in layer_group:
+            return layer_group[key]
+    return None
+
+
+def _read_layer(root, lname, path) -> list[tuple[str, np.ndarray]]:
+    group = root[lname]
+    out = []
+    for wname in read_string_list(group, "weight_names"):
+        ds = _dataset(group, wname)
+        if ds is None:
+            raise WeightsError(f"{path}: layer {lname!r} lists weight {wname!r} but has no such dataset")
+        if ds.dtype.kind != "f":
+            raise WeightsError(f"{path}: layer {lname!r}: weight {wname!r} has dtype {ds.dtype}, "
+                               "expected floating point")
+        out.append((wname, np.ascontiguousarray(ds[()], dtype=np.float32)))
+    return out
+
+
+def _shape_fits(expected, found) -> bool:
+    # -1 in an expected shape is a wildcard (a dense layer whose input width is not yet known).
+    return len(expected) == len(found) and all(e in (-1, f) for e, f in zip(expected, found))
+
+
+def _check_layer(node: Node, lname, arrays, path, how) -> dict:
+    expected = node.weight_shapes
+    where = f"{path}: layer {node.name!r}" + (f" (matched by order with {lname!r} in the file)"
+                                               if lname != node.name else "")
+    found = [a.shape for _, a in arrays]
+    if len(arrays) != len(expected):
+        raise WeightsError(f"{where}: the file has {len(arrays)} arrays {found} "
+                           f"({[w for w, _ in arrays]}), the graph expects {len(expected)} "
+                           f"{dict(expected)}{how}")
+    out = {}
+    for (key, shape), (wname, arr) in zip(expected.items(), arrays):
+        if not _shape_fits(tuple(shape), arr.shape):
+            raise WeightsError(f"{where}: weight {key!r} expects shape {tuple(shape)}, the file's "
+                               f"{wname!r} has shape {arr.shape}{how}")
+        out[key] = arr
+    return out
+
+
+def load_h5_weights(graph: Graph, path) -> Graph:
+    """Fill ``node.weights`` of every weighted node of ``graph`` from a legacy Keras .h5 file.
+
+    Raises WeightsError (naming the file, layer and shapes) on an unreadable file, missing layers,
+    or arrays of the wrong count or shape; the graph is only changed when everything fits.
+    Sets ``graph.weights_source`` and returns the graph.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise WeightsError(f"{path}: no such weights file")
+    h5py = _h5py()
+    try:
+        with h5py.File(path, "r") as f:
+            loaded, mode = _load_from_file(graph, f, path)
+    except WeightsError:
+        raise
+    except (OSError, KeyError, ValueError, RuntimeError) as e:
+        raise WeightsError(f"{path}: not a readable HDF5 weights file (truncated or corrupt?): {e}") from e
+    for node in graph.weighted_nodes():
+        node.weights = loaded[node.name]
+    graph.weights_source = f"{path} (layers matched by {mode})"
+    return graph
+
+
+def _load_from_file(graph, f, path):
+    root = _weights_group(f, path)
+    nodes = graph.weighted_nodes()
+    file_layers = []
+    for lname in read_string_list(root, "layer_names"):
+        if lname not in root:
+            raise WeightsError(f"{path}: 'layer_names' lists {lname!r} but the file has no such group")
+        if read_string_list(root[lname], "weight_names"):
+            file_layers.append(lname)
+    present = set(file_layers)
+    missing = [n.name for n in nodes if n.name not in present]
+    if not missing:
+        pairs, mode, how = [(n, n.name) for n in nodes], "name", ""
+    else:
+        if len(file_layers) != len(nodes):
+            hint = (" (a '_notop' file needs a graph built without the top layers)"
+                    if len(file_layers) < len(nodes) else "")
+            raise WeightsError(f"{path}: {len(missing)} of the graph's {len(nodes)} weighted layers are "
+                               f"missing from the file: {_more(missing)}; matching by order is impossible "
+                               f"too: the file has {len(file_layers)} weighted layers{hint}")
+        pairs, mode = list(zip(nodes, file_layers)), "order"
+        how = (f"; layers were matched by order because {len(missing)} graph layers have no namesake "
+               f"in the file, e.g. {_more(missing, 3)}")
+    loaded = {}
+    for node, lname in pairs:
+        loaded[node.name] = _check_layer(node, lname, _read_layer(root, lname, path), path, how)
+    return loaded, mode
+
+
+def save_h5_weights(graph: Graph, path) -> None:
+    """Write the weights of ``graph`` in the legacy keras.applications layout (names with ':0').
+
+    Every layer except inputs is listed in ``layer_names``; weightless ones get empty ``weight_names``,
+    as in Keras' own files.
+    """
+    h5py = _h5py()
+    missing = [n.name for n in graph.weighted_nodes() if set(n.weights) != set(n.weight_shapes)]
+    if missing:
+        raise WeightsError(f"{path}: cannot save, {len(missing)} layers have no (or incomplete) weights: "
+                           f"{_more(missing)}")
+    layers = [n for n in graph.nodes if n.op != "input"]
+    with h5py.File(os.fspath(path), "w") as f:
+        write_string_list(f, "layer_names", [n.name for n in layers])
+        for n in layers:
+            group = f.create_group(n.name)
+            names = [f"{n.name}/{key}:0" for key in n.weight_shapes]
+            write_string_list(group, "weight_names", names)
+            for key, wname in zip(n.weight_shapes, names):
+                group.create_dataset(wname, data=np.asarray(n.weights[key], dtype=np.float32))
+
+
+# ----------------------------------------------------------------------------- seeded weights
+
+def seeded_array(layer_name: str, weight_name: str, shape, seed: int = 0, fan_in: int | None = None):
+    """One deterministic array, drawn from a generator keyed by (seed, layer, weight name), so a layer's
+    values depend neither on the other layers nor on the order they are made in.
+
+    Kernels: He normal, std sqrt(2 / fan_in) (pointwise halves of separables: sqrt(1 / fan_in)),
+    which keeps the second moment of ReLU activations steady with depth. Biases: N(0, 0.05).
+    BatchNorm: gamma ~ U(0.5, 1.5), beta ~ N(0, 0.1), moving_mean ~ N(0, 0.1),
+    moving_variance ~ U(0.5, 1.5), so a wrong fold cannot hide behind an identity BN.
+    """
+    shape = tuple(int(d) for d in shape)
+    key = [int(seed) & 0xFFFFFFFF, zlib.crc32(layer_name.encode()), zlib.crc32(weight_name.encode())]
+    rng = np.random.default_rng(key)
+    if weight_name in ("gamma", "moving_variance"):
+        a = rng.uniform(0.5, 1.5, shape)
+    elif weight_name in ("beta", "moving_mean"):
+        a = rng.normal(0.0, 0.1, shape)
+    elif weight_name == "bias":
+        a = rng.normal(0.0, 0.05, shape)
+    elif weight_name.endswith("kernel"):
+        if fan_in is None:
+            fan_in = kernel_fan_in(weight_name, shape)
+        # A pointwise kernel follows its depthwise half with no activation between: gain 1, not 2.
+        gain = 1.0 if weight_name == "pointwise_kernel" else 2.0
+        a = rng.normal(0.0, np.sqrt(gain / max(fan_in, 1)), shape)
+    else:
+        raise WeightsError(f"layer {layer_name!r}: no seeding rule for weight {weight_name!r}")
+    return a.astype(np.float32)
+
+
+def kernel_fan_in(weight_name: str, shape) -> int:
+    """Inputs feeding one output: kh*kw*cin (conv HWIO), kh*kw (depthwise), cin (dense (in, out))."""
+    if weight_name == "depthwise_kernel":
+        return int(shape[0]) * int(shape[1])
+    return int(np.prod(shape[:-1]))
+
+
+def _relu_moments(mu: float, m: float) -> tuple[float, float]:
+    """Mean and second moment of relu(z) for z ~ N(mu, m - mu^2)."""
+    sd = math.sqrt(max(m - mu * mu, 1e-12))
+    t = mu / sd
+    cdf, pdf = 0.5 * (1 + math.erf(t / math.sqrt(2))), math.exp(-t * t / 2) / math.sqrt(2 * math.pi)
+    return mu * cdf + sd * pdf, (mu * mu + sd * sd) * cdf + mu * sd * pdf
+
+
+def _kernel_scales(graph: Graph, weights: dict, input_rms: float = 1.0) -> dict:
+    """Per-node factor for the He kernels so every conv/dense sees inputs of unit second moment.
+
+    He scaling alone keeps a plain ReLU chain steady, but each residual Add sums two branches and a
+    BN with random statistics multiplies the second moment by E[gamma^2 / var] ~ 1.2, so through
+    ResNet50 or Xception activations would grow by 1e3..1e7. Propagating estimates of each value's
+    mean and second moment (channel-averaged, Gaussian approximation) through the graph and dividing
+    each kernel by its input's RMS (an analytic LSUV) keeps them O(1).
+    """
+    mom = {v: (0.0, float(input_rms) ** 2) for v in graph.inputs}
+    scales = {}
+    for node in graph.nodes:
+        op, a = node.op, node.attrs
+        ins = [mom.get(v, (0.0, 1.0)) for v in node.inputs]
+        mu, m = ins[0] if ins else (0.0, 1.0)
+        act = a.get("act")
+        if op in ("conv2d", "depthwise_conv2d", "separable_conv2d", "dense"):
+            scales[node.name] = 1.0 / math.sqrt(max(m, 1e-12))
+            bias = weights[node.name].get("bias")
+            mu = float(np.mean(bias)) if bias is not None else 0.0
+            m = 2.0 + (float(np.mean(bias ** 2)) if bias is not None else 0.0)
+            if a.get("residual") is not None:
+                mu, m = mu + ins[1][0], m + ins[1][1] + 2 * mu * ins[1][0]
+        elif op == "batch_norm":
+            w, c = weights[node.name], node.weight_shapes["moving_mean"][0]
+            g = w.get("gamma", np.ones(c, np.float32)).astype(np.float64)
+            b = w.get("beta", np.zeros(c, np.float32)).astype(np.float64)
+            s = g / np.sqrt(w["moving_variance"] + a["epsilon"])
+            d, var = mu - w["moving_mean"], m - mu * mu
+            mu = float(np.mean(s * d + b))
+            m = float(np.mean(s * s * (var + d * d) + 2 * b * s * d + b * b))
+        elif op == "activation":
+            act = a["act"]
+        elif op == "add":
+            mu, m = ins[0][0] + ins[1][0], ins[0][1] + ins[1][1] + 2 * ins[0][0] * ins[1][0]
+        elif op == "concat":
+            cs = [graph.shapes[v][-1] for v in node.inputs]
+            mu = float(np.dot([i[0] for i in ins], cs) / sum(cs))
+            m = float(np.dot([i[1] for i in ins], cs) / sum(cs))
+        if act in ("relu", "relu6"):
+            mu, m = _relu_moments(mu, m)
+        mom[node.output] = (mu, max(m, mu * mu))
+    return scales
+
+
+def seeded_weights(graph: Graph, seed: int = 0, input_rms: float = 1.0) -> Graph:
+    """Deterministic untrained weights for every weighted node; marks ``graph.weights_source``.
+
+    Arrays come from ``seeded_array``; kernels are then divided by the estimated RMS of their input
+    (see ``_kernel_scales``) so activations stay O(1) through deep residual networks. ``input_rms``
+    is the expected RMS of the network input (1 for 'tf' preprocessing; ~60 for 'caffe', which a
+    BN-free net such as VGG would otherwise pass on to its logits).
+    """
+    weights = {}
+    for node in graph.weighted_nodes():
+        if any(d < 0 for shape in node.weight_shapes.values() for d in shape):
+            raise WeightsError(f"layer {node.name!r}: weight shapes {node.weight_shapes} are not fully known")
+        weights[node.name] = {key: seeded_array(node.name, key, shape, seed)
+                              for key, shape in node.weight_shapes.items()}
+    scales = _kernel_scales(graph, weights, input_rms)
+    for node in graph.weighted_nodes():
+        w = weights[node.name]
+        for key in w:
+            if key in ("kernel", "depthwise_kernel"):
+                w[key] = (w[key] * np.float32(scales.get(node.name, 1.0))).astype(np.float32)
+        node.weights = w
+    graph.weights_source = f"seeded (untrained), seed={seed}"
+    return graph

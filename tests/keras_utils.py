@@ -1,0 +1,120 @@
+"""Keras helpers for tests that check kernelnets against Keras: seeded non-trivial weights, a writer of
+the legacy keras.applications ``.h5`` layout, and a numpy forward pass.
+
+Keras runs on its torch backend here (KERAS_BACKEND is set before keras is imported).
+
+Why our own writer: Keras 3's ``legacy_h5_format.save_weights_to_hdf5_group`` writes the legacy
+layout (root ``layer_names``, per-layer ``weight_names``) but names arrays by the Keras 3 variable
+path: ``conv1_conv/kernel`` without ``:0``, a DepthwiseConv2D kernel as ``kernel`` rather than
+``depthwise_kernel``, plus an extra ``top_level_model_weights`` group. The official files
+(e.g. resnet50_weights_tf_dim_ordering_tf_kernels.h5) use ``conv1_conv/kernel:0`` and
+``depthwise_kernel:0``; ``write_legacy_h5`` writes exactly that, and Keras 3's ``load_weights``
+still reads it.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from nets.weights import seeded_array, write_string_list  # noqa: E402
+
+
+def _legacy_name(layer, variable) -> str:
+    """The Keras 2 name of a variable: its short name, with DepthwiseConv2D's kernel renamed."""
+    name = variable.name.split("/")[-1].split(":")[0]
+    if isinstance(layer, keras.layers.DepthwiseConv2D) and name == "kernel":
+        return "depthwise_kernel"
+    return name
+
+
+def legacy_weights(layer):
+    """(legacy name, variable) in the order Keras' legacy h5 format stores them: trainable first."""
+    return [(_legacy_name(layer, v), v) for v in layer.trainable_weights + layer.non_trainable_weights]
+
+
+_KERNELS = ("kernel", "depthwise_kernel")
+
+
+def randomize_keras_model(model, seed: int = 0, calib_input=None):
+    """Give every kernel, bias and BatchNorm statistic of ``model`` seeded non-trivial values.
+
+    Arrays come from ``nets.weights.seeded_array`` (He-scaled kernels, BN statistics far from the
+    identity a fresh Keras BN is, so folding bugs show). He scaling alone lets residual nets blow up
+    (measured logits std with it: ResNet50 ~7e3, Xception ~1e7), so each kernel is also divided by the
+    RMS of its actual input, measured in one forward pass over ``calib_input`` (default: two seeded
+    N(0, 1) images) while the layers are filled in order (LSUV-style). Returns the model.
+    """
+    import torch
+
+    if calib_input is None:
+        shape = (2,) + tuple(model.inputs[0].shape[1:])
+        calib_input = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+    def fill(layer, x=None):
+        scale = 1.0
+        if x is not None:
+            scale = 1.0 / max(float(torch.sqrt(torch.mean(torch.square(x.float())))), 1e-6)
+        for name, var in legacy_weights(layer):
+            value = seeded_array(layer.name, name, tuple(var.shape), seed)
+            var.assign(value * np.float32(scale) if name in _KERNELS else value)
+
+    done = set()
+
+    def calibrating(op):
+        def call(*args, **kwargs):
+            if isinstance(op, keras.layers.Layer) and op.weights and id(op) not in done:
+                done.add(id(op))
+                fill(op, args[0] if torch.is_tensor(args[0]) else None)
+            return op(*args, **kwargs)
+        return call
+
+    if not hasattr(model, "_run_through_graph"):
+        raise TypeError("randomize_keras_model needs a functional Keras model")
+    with torch.no_grad():
+        model._run_through_graph([keras.ops.convert_to_tensor(calib_input)], operation_fn=calibrating)
+    for layer in model.layers:       # layers the graph walk did not reach
+        if layer.weights and id(layer) not in done:
+            fill(layer)
+    return model
+
+
+def write_legacy_h5(model, path, with_colon: bool = True, layer_names=None, chunk_limit=None):
+    """Write ``model``'s weights in the keras.applications layout: root ``layer_names`` (every layer,
+    in model order), per-layer ``weight_names`` such as ``conv1_conv/kernel:0``, datasets at
+    ``<layer>/<layer>/<weight>:0``.
+
+    ``with_colon=False`` drops the ``:0`` like Keras 3 does; ``layer_names`` maps a layer to the name
+    written in the file (to make files with other naming schemes); ``chunk_limit`` forces the
+    ``layer_names0, layer_names1, ...`` split at a smaller size than HDF5's 64 KB.
+    """
+    import h5py
+
+    rename = layer_names or {}
+    limit = {} if chunk_limit is None else {"limit": chunk_limit}
+    with h5py.File(os.fspath(path), "w") as f:
+        f.attrs["backend"] = b"tensorflow"
+        f.attrs["keras_version"] = keras.__version__.encode()
+        write_string_list(f, "layer_names", [rename.get(lay.name, lay.name) for lay in model.layers],
+                          **limit)
+        for layer in model.layers:
+            lname = rename.get(layer.name, layer.name)
+            group = f.create_group(lname)
+            entries = [(f"{lname}/{name}" + (":0" if with_colon else ""), var)
+                       for name, var in legacy_weights(layer)]
+            write_string_list(group, "weight_names", [w for w, _ in entries])
+            for wname, var in entries:
+                group.create_dataset(wname, data=keras.ops.convert_to_numpy(var).astype(np.float32))
+
+
+def keras_forward(model, x) -> np.ndarray:
+    """Inference forward pass: numpy float32 in, numpy float32 out."""
+    import torch
+
+    with torch.no_grad():
+        y = model(np.ascontiguousarray(x, dtype=np.float32), training=False)
+    return np.asarray(keras.ops.convert_to_numpy(y), dtype=np.float32)
