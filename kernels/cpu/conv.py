@@ -18,6 +18,7 @@ Measured (AMD EPYC Zen 5, 2 cores, Numba 0.68, batch 1, median of repeats; peak 
 for the table and the measured clock): see the report table in bench/bench_conv.py's docstring.
 """
 
+import numba
 import numpy as np
 
 from kernels import conv_output_size
@@ -85,5 +86,9 @@ def conv2d(x, packed, out, stride, pad, act=None, residual=None, out_c0=0):
     out2 = out.reshape(m_total, out.shape[-1])
     has_res = residual is not None
     res2 = residual.reshape(m_total, cout) if has_res else _NO_RESIDUAL
-    run = conv_tiles_serial if 2 * m_total * kh * kw * cin * cout < SERIAL_FLOPS else conv_tiles_parallel
-    run(xp.reshape(-1), packed.weights, packed.bias, out2, res2, geom, _ACT_CODES[act], has_res)
+    args = (xp.reshape(-1), packed.weights, packed.bias, out2, res2, geom, _ACT_CODES[act], has_res)
+    threads = numba.get_num_threads()
+    if threads == 1 or 2 * m_total * kh * kw * cin * cout < SERIAL_FLOPS:
+        conv_tiles_serial(*args)
+    else:
+        conv_tiles_parallel(*args, threads)

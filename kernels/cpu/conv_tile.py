@@ -117,19 +117,29 @@ def _tile(xf, wb, bias, out2, res2, m0, cb, geom, act, has_res):
                     orow[c] = min(max(acc[p, c] + bias_b[c], lo), hi)
 
 
+@njit(fastmath=True, cache=True)
+def _tile_blocks(nmt, nb, threads):
+    """Split nmt tiles into equal blocks of <= MC, with a block count that lets every thread get an
+    equal number of (block, channel block) work items (static scheduling gives each a contiguous run)."""
+    nmb = (nmt + MC - 1) // MC
+    if nb % threads != 0:
+        nmb = min(nmt, (nmb + threads - 1) // threads * threads)
+    return nmb, (nmt + nmb - 1) // nmb
+
+
 @njit(parallel=True, fastmath=True, cache=True)
-def conv_tiles_parallel(xf, wp, bias, out2, res2, geom, act, has_res):
-    """Work item = (block of MC tiles, channel block): the weight panel of a channel block is
-    reused across MC tiles while it is hot in L2, instead of being evicted by a long input sweep."""
+def conv_tiles_parallel(xf, wp, bias, out2, res2, geom, act, has_res, threads):
+    """Work item = (block of <= MC tiles, channel block): the weight panel of a channel block is
+    reused across the block's tiles while it is hot in L1/L2."""
     m_total = geom[9]
     nmt = (m_total + MR - 1) // MR
-    nmb = (nmt + MC - 1) // MC
     nb = wp.shape[0]
+    nmb, bs = _tile_blocks(nmt, nb, threads)
     for t in prange(nmb * nb):
         mb = t // nb
         cb = t - mb * nb
         wb = wp[cb]
-        for mt in range(mb * MC, min(nmt, mb * MC + MC)):
+        for mt in range(mb * bs, min(nmt, mb * bs + bs)):
             _tile(xf, wb, bias, out2, res2, mt * MR, cb, geom, act, has_res)
 
 
