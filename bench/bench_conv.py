@@ -129,6 +129,13 @@ def make_case(row, rng):
     return p.variant, flops, ours, (x, k, (s, s), pad)
 
 
+def threading_layer():
+    try:
+        return numba.threading_layer()
+    except ValueError:      # no parallel region has run yet
+        return "pool not started"
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
@@ -138,7 +145,7 @@ def main(argv=None):
     ghz = estimate_clock_ghz()
     peak = FLOP_PER_CYCLE * ghz
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, numba "
-          f"{numba.__version__} ({numba.threading_layer()}), batch 1, load avg {os.getloadavg()[0]:.1f}")
+          f"{numba.__version__} ({threading_layer()}), batch 1, load avg {os.getloadavg()[0]:.1f}")
     print(f"clock ~{ghz:.2f} GHz (ALU chain) -> peak {peak:.0f} GFLOP/s/core at {FLOP_PER_CYCLE} FLOP/cycle")
     rng = np.random.default_rng(0)
     rows = [(net, row) + make_case(row, rng) for net in args.net for row in SHAPES[net]]
