@@ -115,7 +115,7 @@ def torch_runner(x, kernel, stride, pad):
 def make_case(row, rng):
     name, h, w, cin, cout, kh, kw, s, pad = row
     x = rng.standard_normal((1, h, w, cin), dtype=np.float32)
-    k = (rng.standard_normal((kh, kw, cin, cout), dtype=np.float32) / np.sqrt(kh * kw * cin)).astype(np.float32)
+    k = rng.standard_normal((kh, kw, cin, cout), dtype=np.float32) / np.float32(np.sqrt(kh * kw * cin))
     b = rng.standard_normal(cout, dtype=np.float32)
     oh = conv_output_size(h, kh, s, pad[0], pad[1])
     ow = conv_output_size(w, kw, s, pad[2], pad[3])
