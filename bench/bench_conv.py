@@ -141,8 +141,10 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--net", choices=list(SHAPES), nargs="+", default=list(SHAPES))
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--ghz", type=float, help="core clock to compute peak from (default: measure; a busy "
+                    "machine halves the estimate, ~4.0 measured quiet)")
     args = ap.parse_args(argv)
-    ghz = estimate_clock_ghz()
+    ghz = args.ghz or estimate_clock_ghz()
     peak = FLOP_PER_CYCLE * ghz
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, numba "
           f"{numba.__version__} ({threading_layer()}), batch 1, load avg {os.getloadavg()[0]:.1f}")
