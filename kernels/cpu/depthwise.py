@@ -7,14 +7,15 @@ What bounds it: 2*kh*kw FLOPs per output against 4 bytes in and 4 bytes out per 
 bench: 4 * (input + output + weights).
 
 Variants (``packed.variant``):
-  ``dw{kh}x{kw}_m1``  multiplier 1, the MobileNet/Xception case. The kernel is generated for its
-                      window size, so the kh*kw taps are constants and fully unrolled; for each
-                      interior output pixel a contiguous loop over channels keeps the sum in a
-                      register (zmm) and reads every tap once: 2 loads + 1 FMA per tap, one store.
-                      Border pixels (where a tap falls into the padding) take the generic path
-                      below, so the interior is branch-free and no padded copy is made.
-  ``dw_generic``      any multiplier: the output channel vector of a pixel is kept in L1 and each
-                      valid tap is folded into it (also the border path of the variant above).
+  ``dw{kh}x{kw}_m1``  multiplier 1 and a window in SPECIALISED_WINDOWS (3x3, 5x5): the MobileNet /
+                      Xception case. The kernel is generated for its window size, so the taps are
+                      constants and fully unrolled; for each interior output pixel a contiguous
+                      loop over channels keeps the sum in a register (zmm) and reads every tap
+                      once: 2 loads + 1 FMA per tap, one store. Border pixels (a tap in the
+                      padding) take the generic path below, so the interior is branch-free and no
+                      padded copy of the input is made.
+  ``dw_generic``      any window and multiplier: the output channel vector of a pixel is kept in
+                      L1 and each valid tap is folded into it (also the border path above).
 Work is split over output rows (N*OH); small layers call the serial worker directly.
 
 Bench: ``python bench/bench_kernels.py`` (MobileNet's depthwise layers).
@@ -76,11 +77,51 @@ def _dw_generic_par(x, w, b, out, sh, sw, pt, pl, mult, act, c0, step, nchunk):
         _dw_generic_rows(x, w, b, out, sh, sw, pt, pl, mult, act, c0, k * step, min(rows, (k + 1) * step))
 
 
+@njit(inline="always")
+def _dw_rows_window(x, w, b, out, KH, KW, sh, sw, pt, pl, act, c0, r0, r1):
+    """Rows r0..r1, multiplier 1. Inlined (Numba IR) into the closures below, where KH and KW are
+    constants, so the tap loops unroll and the channel loop vectorises with the sum in a register."""
+    h, wd, c = x.shape[1], x.shape[2], x.shape[3]
+    oh, ow = out.shape[1], out.shape[2]
+    # Interior columns: every tap inside the input.
+    ox_lo = min(ow, (pl + sw - 1) // sw)
+    ox_hi = max(ox_lo, min(ow, (wd - KW + pl) // sw + 1))
+    for r in range(r0, r1):
+        n = r // oh
+        oy = r - n * oh
+        y0 = oy * sh - pt
+        if y0 < 0 or y0 + KH > h:
+            for ox in range(ow):
+                _dw_pixel_generic(x, w, b, out[n, oy, ox, c0:c0 + c], n, y0, ox * sw - pl, 1, act)
+            continue
+        for ox in range(ox_lo):
+            _dw_pixel_generic(x, w, b, out[n, oy, ox, c0:c0 + c], n, y0, ox * sw - pl, 1, act)
+        for ox in range(ox_lo, ox_hi):
+            x0 = ox * sw - pl
+            o = out[n, oy, ox, c0:c0 + c]
+            for q in range(c):
+                acc = b[q]
+                for i in range(KH):
+                    for j in range(KW):
+                        acc += x[n, y0 + i, x0 + j, q] * w[i, j, q]
+                o[q] = apply_act(acc, act)
+        for ox in range(ox_hi, ow):
+            _dw_pixel_generic(x, w, b, out[n, oy, ox, c0:c0 + c], n, y0, ox * sw - pl, 1, act)
+
+
+# Windows that get a compiled interior (3x3: MobileNet, Xception; 5x5: MobileNetV2-style nets);
+# other sizes run dw_generic rather than compiling a kernel per window at first use.
+SPECIALISED_WINDOWS = {(3, 3), (5, 5)}
 _SPECIALISED = {}
 
 
 def _specialised(kh, kw):
-    """Row worker + parallel launcher with the window size baked in as constants (cached on disk)."""
+    """Serial worker + parallel launcher with the window size baked in as constants.
+
+    The closures capture only ints: Numba's on-disk cache keys a closure by its cell contents, and
+    a captured dispatcher pickles with a per-process uuid (a fresh key, a recompile and a growing
+    index every run), so both closures call the inlined module-level body instead of each other.
+    """
     key = (kh, kw)
     if key in _SPECIALISED:
         return _SPECIALISED[key]
@@ -88,38 +129,13 @@ def _specialised(kh, kw):
 
     @njit(**_JIT)
     def rows_fn(x, w, b, out, sh, sw, pt, pl, act, c0, r0, r1):
-        h, wd, c = x.shape[1], x.shape[2], x.shape[3]
-        oh, ow = out.shape[1], out.shape[2]
-        # Interior columns: every tap inside the input.
-        ox_lo = min(ow, (pl + sw - 1) // sw)
-        ox_hi = max(ox_lo, min(ow, (wd - KW + pl) // sw + 1))
-        for r in range(r0, r1):
-            n = r // oh
-            oy = r - n * oh
-            y0 = oy * sh - pt
-            if y0 < 0 or y0 + KH > h:
-                for ox in range(ow):
-                    _dw_pixel_generic(x, w, b, out[n, oy, ox, c0:c0 + c], n, y0, ox * sw - pl, 1, act)
-                continue
-            for ox in range(ox_lo):
-                _dw_pixel_generic(x, w, b, out[n, oy, ox, c0:c0 + c], n, y0, ox * sw - pl, 1, act)
-            for ox in range(ox_lo, ox_hi):
-                x0 = ox * sw - pl
-                o = out[n, oy, ox, c0:c0 + c]
-                for q in range(c):
-                    acc = b[q]
-                    for i in range(KH):
-                        for j in range(KW):
-                            acc += x[n, y0 + i, x0 + j, q] * w[i, j, q]
-                    o[q] = apply_act(acc, act)
-            for ox in range(ox_hi, ow):
-                _dw_pixel_generic(x, w, b, out[n, oy, ox, c0:c0 + c], n, y0, ox * sw - pl, 1, act)
+        _dw_rows_window(x, w, b, out, KH, KW, sh, sw, pt, pl, act, c0, r0, r1)
 
     @njit(**_PJIT)
     def par_fn(x, w, b, out, sh, sw, pt, pl, act, c0, step, nchunk):
         rows = out.shape[0] * out.shape[1]
         for k in prange(nchunk):
-            rows_fn(x, w, b, out, sh, sw, pt, pl, act, c0, k * step, min(rows, (k + 1) * step))
+            _dw_rows_window(x, w, b, out, KH, KW, sh, sw, pt, pl, act, c0, k * step, min(rows, (k + 1) * step))
 
     _SPECIALISED[key] = (rows_fn, par_fn)
     return rows_fn, par_fn
@@ -131,7 +147,7 @@ def pack_depthwise(kernel, bias):
     kh, kw, c, mult = kernel.shape
     w = np.ascontiguousarray(kernel.reshape(kh, kw, c * mult))
     b = np.zeros(c * mult, np.float32) if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
-    variant = f"dw{kh}x{kw}_m1" if mult == 1 else "dw_generic"
+    variant = f"dw{kh}x{kw}_m1" if mult == 1 and (kh, kw) in SPECIALISED_WINDOWS else "dw_generic"
     return SimpleNamespace(w=w, b=b, kh=kh, kw=kw, c=c, mult=mult, variant=variant)
 
 
@@ -150,7 +166,7 @@ def depthwise_conv2d(x, packed, out, stride, pad, act=None, out_c0=0):
         k = numba.get_num_threads()
         step = -(-rows // (4 * k)) if rows >= 8 * k else -(-rows // k)
         nchunk = -(-rows // step)
-    if packed.mult == 1:
+    if packed.variant != "dw_generic":
         rows_fn, par_fn = _specialised(packed.kh, packed.kw)
         if parallel:
             par_fn(x, packed.w, packed.b, out, sh, sw, pt, pl, code, c0, step, nchunk)

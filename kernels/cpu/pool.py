@@ -21,43 +21,48 @@ from kernels.cpu.elementwise import use_parallel
 _JIT = dict(fastmath=True, cache=True, nogil=True)
 _PJIT = dict(parallel=True, fastmath=True, cache=True, nogil=True)
 
+# Windows with a compiled interior (the ones real networks use); others run the generic rows.
+SPECIALISED_WINDOWS = {(2, 2), (3, 3)}
+
+
+@njit(**_JIT)
+def _pool_pixel(x, o, n, y0, x0, kh, kw, mode):
+    """One output pixel, any window; only taps inside the input are visited."""
+    h, w, c = x.shape[1], x.shape[2], x.shape[3]
+    i0, i1 = max(0, -y0), min(kh, h - y0)
+    j0, j1 = max(0, -x0), min(kw, w - x0)
+    # The first valid tap initialises the accumulator: no -inf / zero pass needed.
+    first = x[n, y0 + i0, x0 + j0]
+    for q in range(c):
+        o[q] = first[q]
+    for i in range(i0, i1):
+        for j in range(j0, j1):
+            if i == i0 and j == j0:
+                continue
+            src = x[n, y0 + i, x0 + j]
+            if mode == 0:
+                for q in range(c):
+                    o[q] = max(o[q], src[q])
+            else:
+                for q in range(c):
+                    o[q] += src[q]
+    if mode != 0:
+        cnt = kh * kw if mode == 2 else (i1 - i0) * (j1 - j0)
+        scale = np.float32(1.0) / np.float32(cnt)
+        for q in range(c):
+            o[q] *= scale
+
 
 @njit(**_JIT)
 def _pool_rows(x, out, kh, kw, sh, sw, pt, pl, mode, c0, r0, r1):
     """Output rows r0..r1 of N*OH. mode 0: max, 1: avg over real cells, 2: avg over kh*kw."""
-    h, w, c = x.shape[1], x.shape[2], x.shape[3]
+    c = x.shape[3]
     oh, ow = out.shape[1], out.shape[2]
-    full = np.float32(1.0) / np.float32(kh * kw)
     for r in range(r0, r1):
         n = r // oh
         oy = r - n * oh
-        y0 = oy * sh - pt
-        i0 = max(0, -y0)
-        i1 = min(kh, h - y0)
         for ox in range(ow):
-            x0 = ox * sw - pl
-            j0 = max(0, -x0)
-            j1 = min(kw, w - x0)
-            o = out[n, oy, ox, c0:c0 + c]
-            # The first valid tap initialises the accumulator: no -inf / zero pass needed.
-            first = x[n, y0 + i0, x0 + j0]
-            for q in range(c):
-                o[q] = first[q]
-            for i in range(i0, i1):
-                for j in range(j0, j1):
-                    if i == i0 and j == j0:
-                        continue
-                    src = x[n, y0 + i, x0 + j]
-                    if mode == 0:
-                        for q in range(c):
-                            o[q] = max(o[q], src[q])
-                    else:
-                        for q in range(c):
-                            o[q] += src[q]
-            if mode != 0:
-                scale = full if mode == 2 else np.float32(1.0) / np.float32((i1 - i0) * (j1 - j0))
-                for q in range(c):
-                    o[q] *= scale
+            _pool_pixel(x, out[n, oy, ox, c0:c0 + c], n, oy * sh - pt, ox * sw - pl, kh, kw, mode)
 
 
 @njit(**_PJIT)
@@ -65,6 +70,71 @@ def _pool_par(x, out, kh, kw, sh, sw, pt, pl, mode, c0, step, nchunk):
     rows = out.shape[0] * out.shape[1]
     for k in prange(nchunk):
         _pool_rows(x, out, kh, kw, sh, sw, pt, pl, mode, c0, k * step, min(rows, (k + 1) * step))
+
+
+@njit(inline="always")
+def _pool_rows_window(x, out, KH, KW, sh, sw, pt, pl, mode, c0, r0, r1):
+    """Rows r0..r1 with a window that is constant after inlining into the closures below: interior
+    pixels keep the running max / sum of a channel in a register over the unrolled taps (1 load
+    per tap, 1 store per output) instead of folding each tap into the output vector in L1."""
+    h, w, c = x.shape[1], x.shape[2], x.shape[3]
+    oh, ow = out.shape[1], out.shape[2]
+    ox_lo = min(ow, (pl + sw - 1) // sw)
+    ox_hi = max(ox_lo, min(ow, (w - KW + pl) // sw + 1))
+    inv = np.float32(1.0) / np.float32(KH * KW)
+    for r in range(r0, r1):
+        n = r // oh
+        oy = r - n * oh
+        y0 = oy * sh - pt
+        if y0 < 0 or y0 + KH > h:
+            for ox in range(ow):
+                _pool_pixel(x, out[n, oy, ox, c0:c0 + c], n, y0, ox * sw - pl, KH, KW, mode)
+            continue
+        for ox in range(ox_lo):
+            _pool_pixel(x, out[n, oy, ox, c0:c0 + c], n, y0, ox * sw - pl, KH, KW, mode)
+        for ox in range(ox_lo, ox_hi):
+            x0 = ox * sw - pl
+            o = out[n, oy, ox, c0:c0 + c]
+            if mode == 0:
+                for q in range(c):
+                    m = x[n, y0, x0, q]
+                    for i in range(KH):
+                        for j in range(KW):
+                            m = max(m, x[n, y0 + i, x0 + j, q])
+                    o[q] = m
+            else:
+                for q in range(c):
+                    acc = np.float32(0.0)
+                    for i in range(KH):
+                        for j in range(KW):
+                            acc += x[n, y0 + i, x0 + j, q]
+                    o[q] = acc * inv
+        for ox in range(ox_hi, ow):
+            _pool_pixel(x, out[n, oy, ox, c0:c0 + c], n, y0, ox * sw - pl, KH, KW, mode)
+
+
+_SPECIALISED = {}
+
+
+def _specialised(kh, kw):
+    """Serial worker + parallel launcher for a constant window. The closures capture only ints so
+    Numba's disk cache keys them stably (see kernels/cpu/depthwise.py)."""
+    if (kh, kw) in _SPECIALISED:
+        return _SPECIALISED[(kh, kw)]
+    KH, KW = kh, kw
+
+    @njit(**_JIT)
+    def rows_fn(x, out, kh, kw, sh, sw, pt, pl, mode, c0, r0, r1):
+        _pool_rows_window(x, out, KH, KW, sh, sw, pt, pl, mode, c0, r0, r1)
+
+    @njit(**_PJIT)
+    def par_fn(x, out, kh, kw, sh, sw, pt, pl, mode, c0, step, nchunk):
+        rows = out.shape[0] * out.shape[1]
+        for k in prange(nchunk):
+            _pool_rows_window(x, out, KH, KW, sh, sw, pt, pl, mode, c0, k * step, min(rows, (k + 1) * step))
+
+    _SPECIALISED[(kh, kw)] = (rows_fn, par_fn)
+    return rows_fn, par_fn
 
 
 def _pool(x, out, pool, stride, pad, mode, out_c0):
@@ -78,12 +148,13 @@ def _pool(x, out, pool, stride, pad, mode, out_c0):
     assert pt < kh and pl < kw and pb < kh and pr < kw, "padding must be smaller than the pool"
     assert out.shape[1] == oh and out.shape[2] == ow
     rows = n * oh
+    rows_fn, par_fn = _specialised(kh, kw) if (kh, kw) in SPECIALISED_WINDOWS else (_pool_rows, _pool_par)
     if use_parallel(4 * (x.size + n * oh * ow * c)) and rows > 1:
         k = numba.get_num_threads()
         step = -(-rows // (4 * k)) if rows >= 8 * k else -(-rows // k)
-        _pool_par(x, out, kh, kw, sh, sw, pt, pl, mode, int(out_c0), step, -(-rows // step))
+        par_fn(x, out, kh, kw, sh, sw, pt, pl, mode, int(out_c0), step, -(-rows // step))
     else:
-        _pool_rows(x, out, kh, kw, sh, sw, pt, pl, mode, int(out_c0), 0, rows)
+        rows_fn(x, out, kh, kw, sh, sw, pt, pl, mode, int(out_c0), 0, rows)
 
 
 def max_pool2d(x, out, pool, stride, pad, out_c0=0):
