@@ -2,7 +2,7 @@
 
 For each network: build it with seeded weights (logits, no softmax), export the source graph to ONNX
 (BatchNorm left for ORT to fuse, as with a framework export), check both outputs agree, then time ours
-and ORT alternately — warm-up first, then interleaved repeats so both see the same machine noise —
+and ORT alternately — warm-up first, then alternating blocks of repeats so both see the same machine noise —
 and report the medians, the ratio ours/ORT and GFLOP/s (1 MAC = 2 FLOPs, MACs from nets.ir.node_macs).
 
     python bench/compare_ort.py                              # six networks, batch 1, 2 threads
@@ -93,13 +93,20 @@ def interleaved(fns: dict, repeat: int, warmup: int, budget_s: float) -> dict:
             except Exception as e:  # noqa: BLE001 - reported in the row
                 errors[k] = _short(e)
                 del live[k]
+    # Both runtimes keep their worker threads spinning for a moment after a run, which steals the
+    # other runtime's second core when they alternate call by call. So time in small blocks per
+    # runtime, with a pause between blocks and the first call of each block untimed.
     start = time.perf_counter()
-    for r in range(repeat):
+    block = 3
+    for r in range(-(-repeat // block)):
         for k, fn in list(live.items()):
-            t0 = time.perf_counter()
+            time.sleep(0.02)
             fn()
-            times[k].append(time.perf_counter() - t0)
-        if r >= 2 and time.perf_counter() - start > budget_s:
+            for _ in range(block):
+                t0 = time.perf_counter()
+                fn()
+                times[k].append(time.perf_counter() - t0)
+        if r >= 1 and time.perf_counter() - start > budget_s:
             break
     out = {k: statistics.median(v) for k, v in times.items() if v}
     out["rounds"] = max((len(v) for v in times.values()), default=0)
