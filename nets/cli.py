@@ -9,6 +9,7 @@ import time
 import numpy as np
 
 from nets.errors import KernelnetsError
+from nets.progress import Progress
 
 EPILOG = """\
 examples:
@@ -22,28 +23,7 @@ network gets deterministic seeded weights: it runs at full speed but its predict
 """
 
 
-class Progress:
-    """A one-line progress bar on stderr (quiet when stderr is not a terminal)."""
-
-    def __init__(self, total: int, label: str, stream=None):
-        self.total, self.label, self.n = total, label, 0
-        self.stream = stream or sys.stderr
-        self.live = self.stream.isatty()
-        self.t0 = time.perf_counter()
-
-    def update(self, note: str = ""):
-        self.n += 1
-        if self.live:
-            width = 30
-            done = int(width * self.n / self.total)
-            self.stream.write(f"\r{self.label} [{'#' * done}{'.' * (width - done)}] {self.n}/{self.total} "
-                              f"{time.perf_counter() - self.t0:5.1f}s {note[:28]:<28}")
-            self.stream.flush()
-
-    def close(self):
-        if self.live:
-            self.stream.write("\r" + " " * 110 + "\r")
-            self.stream.flush()
+PLUGINS = ("nets.cli_profile", "nets.cli_export")
 
 
 def _model_args(p):
@@ -160,6 +140,18 @@ def build_parser() -> argparse.ArgumentParser:
                                    "the fusion passes made of it.")
     _model_args(s)
     s.set_defaults(fn=cmd_summary)
+
+    # further commands live in their own modules, each with ``register(subparsers)``
+    import importlib
+
+    for modname in PLUGINS:
+        try:
+            mod = importlib.import_module(modname)
+        except ModuleNotFoundError as e:
+            if e.name != modname:
+                raise
+            continue
+        mod.register(sub)
     return p
 
 

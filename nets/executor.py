@@ -43,7 +43,8 @@ class Executor:
     def __init__(self, g: Graph, backend, packed: dict, batch: int):
         self.graph, self.backend, self.batch = g, backend, batch
         self.plan = plan = plan_memory(g, batch)
-        self.arena = np.empty(plan.arena_floats, np.float32)
+        self.xp = xp = getattr(backend, "xp", np)      # the backend's array module (cupy on a GPU)
+        self.arena = xp.empty(plan.arena_floats, xp.float32)
         self._bufs = {}
         for r, off in plan.offsets.items():
             shape = (batch,) + tuple(g.shapes[r])
@@ -131,17 +132,22 @@ class Executor:
             raise ModelError(f"layer {n.name!r}: batch_norm must be folded by nets.passes.optimize first")
         raise ModelError(f"layer {n.name!r}: no kernel for op {op!r}")
 
-    def run(self, x: np.ndarray, timings: list | None = None) -> list[np.ndarray]:
-        """Run on ``x`` (already validated: (batch,) + input shape, float32). With ``timings``,
-        appends each step's seconds (instrumented run)."""
-        np.copyto(self._bufs[self.graph.inputs[0]], x)
+    def run(self, x, timings: list | None = None, sync=None) -> list:
+        """Run on ``x`` (already validated: (batch,) + input shape, float32), returning new arrays of
+        the backend's array module. With ``timings``, appends each step's seconds (instrumented run);
+        ``sync`` is called before each clock reading (a device synchronise on a GPU)."""
+        self._bufs[self.graph.inputs[0]][...] = self.xp.asarray(x)
         if timings is None:
             for s in self.steps:
                 s.run()
         else:
             clock = time.perf_counter
             for s in self.steps:
+                if sync is not None:
+                    sync()
                 t0 = clock()
                 s.run()
+                if sync is not None:
+                    sync()
                 timings.append(clock() - t0)
         return [self.buffer(v).copy() for v in self.graph.outputs]
