@@ -106,6 +106,11 @@ class Model:
         return {"first_s": first, "first_includes_setup": ex_new, "median_s": float(np.median(times)),
                 "min_s": float(np.min(times)), "repeat": repeat, "warmup": warmup}
 
+    def profile(self, x, repeat: int = 20, warmup: int = 3, **kw):
+        """Per-layer kernel times (see ``nets.profile.profile_model``)."""
+        from nets.profile import profile_model
+        return profile_model(self, x, repeat=repeat, warmup=warmup, **kw)
+
     def summary(self) -> str:
         from nets.summary import summary_text
         return summary_text(self.source_graph, self.graph)
