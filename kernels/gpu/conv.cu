@@ -33,7 +33,7 @@ __device__ __forceinline__ float kn_act(float v, int act) {
 }
 
 template <int BM, int BN, int TM, int TN, int AMODE, bool VOUT>
-__global__ void __launch_bounds__((BM / TM) * (BN / TN))
+__global__ void __launch_bounds__((BM / TM) * (BN / TN), 1)   // 1: no register cap below 255
 conv2d_igemm(const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias,
              const float* __restrict__ res, float* __restrict__ out,
              int batch, int H, int W, int C, int OH, int OW, int cout, int coutp,
