@@ -65,8 +65,9 @@ def cmd_run(args) -> int:
     import nets
     from nets.model import set_threads
 
+    device = getattr(args, "device", "cpu") or "cpu"
     t_load = time.perf_counter()
-    model = _load(args, device="cpu", threads=args.threads)
+    model = _load(args, device=device, threads=args.threads if device == "cpu" else None)
     t_load = time.perf_counter() - t_load
     h, w, _ = model.input_shape
     if args.image:
@@ -79,27 +80,34 @@ def cmd_run(args) -> int:
         source = "synthetic random image (no --image given)"
     x = nets.preprocess(model.preprocess_mode or "none", images)
     n = len(x)
-    print(f"model    {model.name}  input {n}x{h}x{w}x3  threads {model.threads}  device cpu")
+    where = f"threads {model.threads}  device cpu" if device == "cpu" else "device gpu"
+    print(f"model    {model.name}  input {n}x{h}x{w}x3  {where}")
     print(f"weights  {model.weights_source}")
     print(f"input    {source}")
     if model.weights_source.startswith("seeded"):
         print("note     weights are untrained (seeded): the classes below are meaningless; "
               "pass --weights FILE for real predictions")
 
-    set_threads(model.threads)
-    ex = model.executor(n)
-    bar = Progress(len(ex.steps), "first run (compiling kernels)")
     t0 = time.perf_counter()
-    np.copyto(ex.buffer(model.graph.inputs[0]), x)
-    for step in ex.steps:
-        step.run()
-        bar.update(step.node.name)
-    bar.close()
+    if device == "gpu":
+        runner = model.gpu_runner(n)
+        print(f"gpu      {'CUDA-graph replay' if runner.use_graph else 'eager launches'} on one stream; "
+              "first run compiles kernels (NVRTC, cached on disk by CuPy)")
+        model(x)
+    else:
+        set_threads(model.threads)
+        ex = model.executor(n)
+        bar = Progress(len(ex.steps), "first run (compiling kernels)")
+        np.copyto(ex.buffer(model.graph.inputs[0]), x)
+        for step in ex.steps:
+            step.run()
+            bar.update(step.node.name)
+        bar.close()
     first = time.perf_counter() - t0
     times = []
     for i in range(args.warmup + args.repeat):
         t0 = time.perf_counter()
-        out = model(x)
+        out = model(x)              # numpy in, numpy out: includes the copies to and from the GPU
         if i >= args.warmup:
             times.append(time.perf_counter() - t0)
     med = float(np.median(times))
@@ -131,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--image", nargs="+", metavar="FILE", help="image files (any format Pillow reads)")
     r.add_argument("--batch", type=int, help="batch size (default: number of images, or 1)")
     r.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    r.add_argument("--device", choices=["cpu", "gpu"], default="cpu",
+                   help="cpu (Numba kernels, default) or gpu (CUDA kernels through CuPy)")
     r.add_argument("--repeat", type=int, default=20, help="timed runs (default 20)")
     r.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
     r.set_defaults(fn=cmd_run)

@@ -32,7 +32,8 @@ class Model:
     output as a new array (a list when the graph has several outputs)."""
 
     def __init__(self, graph: Graph, device: str = "cpu", threads: int | None = None,
-                 weights_source: str = "", preprocess: str | None = None, fuse: bool = True):
+                 weights_source: str = "", preprocess: str | None = None, fuse: bool = True,
+                 cuda_graph: bool | None = None):
         self.source_graph = graph
         self.name = graph.name
         self.device = device
@@ -44,8 +45,16 @@ class Model:
             self.backend = get_backend(device)
         except ValueError as e:
             raise ModelError(str(e)) from None
+        if device == "gpu":
+            reason = self.backend.unavailable_reason()
+            if reason is not None:
+                raise ModelError(f"device='gpu' is not usable here: {reason}")
+        # GPU: replay the whole network as a CUDA graph (None: at batch <= GRAPH_MAX_BATCH, where
+        # launch overhead dominates)
+        self.cuda_graph = cuda_graph
         self._packed = pack_weights(self.graph, self.backend)
         self._executors: dict[int, Executor] = {}
+        self._runners: dict[int, object] = {}
 
     @property
     def input_shape(self) -> tuple:
@@ -60,10 +69,28 @@ class Model:
             self._executors[batch] = Executor(self.graph, self.backend, self._packed, batch)
         return self._executors[batch]
 
+    def gpu_runner(self, batch: int):
+        """The ``nets.gpu.GpuRunner`` (stream, CUDA graph) of this GPU model at ``batch``."""
+        if batch not in self._runners:
+            from nets.gpu import GRAPH_MAX_BATCH, GpuRunner
+
+            use_graph = batch <= GRAPH_MAX_BATCH if self.cuda_graph is None else bool(self.cuda_graph)
+            self._runners[batch] = GpuRunner(self.executor(batch), graph=use_graph)
+        return self._runners[batch]
+
+    def _is_device_array(self, x) -> bool:
+        if self.device != "gpu":
+            return False
+        import cupy
+
+        return isinstance(x, cupy.ndarray)
+
     def check_input(self, x) -> np.ndarray:
         where = f"model {self.name!r}"
-        if not isinstance(x, np.ndarray):
-            raise InputError(f"{where} expects a numpy array, got {type(x).__name__}")
+        on_device = self._is_device_array(x)
+        if not isinstance(x, np.ndarray) and not on_device:
+            kinds = "a numpy or cupy array" if self.device == "gpu" else "a numpy array"
+            raise InputError(f"{where} expects {kinds}, got {type(x).__name__}")
         if x.dtype != np.float32:
             hint = (f"; images must be preprocessed first: nets.preprocess({self.name!r}, images)"
                     if x.dtype.kind in "ui" else "; convert with x.astype(np.float32)")
@@ -75,12 +102,16 @@ class Model:
                              f"(NHWC, any batch N >= 1), got {tuple(x.shape)}{hint}")
         if x.shape[0] < 1:
             raise InputError(f"{where}: the input batch is empty")
-        if not np.isfinite(x).all():
+        finite = bool(self.backend.xp.isfinite(x).all()) if on_device else np.isfinite(x).all()
+        if not finite:
             raise InputError(f"{where}: the input contains NaN or infinite values")
         return x
 
     def __call__(self, x):
         x = self.check_input(x)
+        if self.device == "gpu":           # numpy in, numpy out; cupy in, cupy out
+            outs = self.gpu_runner(x.shape[0]).run(x)
+            return outs[0] if len(outs) == 1 else outs
         if self.device == "cpu":
             set_threads(self.threads)
         outs = self.executor(x.shape[0]).run(x)
@@ -93,15 +124,20 @@ class Model:
             set_threads(self.threads)
         ex_new = x.shape[0] not in self._executors
         t0 = time.perf_counter()
-        ex = self.executor(x.shape[0])
-        ex.run(x)
+        if self.device == "gpu":
+            runner = self.gpu_runner(x.shape[0])
+            run = lambda: (runner.run(x), runner.stream.synchronize())     # device work included
+        else:
+            ex = self.executor(x.shape[0])
+            run = lambda: ex.run(x)
+        run()
         first = time.perf_counter() - t0
         for _ in range(warmup):
-            ex.run(x)
+            run()
         times = []
         for _ in range(repeat):
             t0 = time.perf_counter()
-            ex.run(x)
+            run()
             times.append(time.perf_counter() - t0)
         return {"first_s": first, "first_includes_setup": ex_new, "median_s": float(np.median(times)),
                 "min_s": float(np.min(times)), "repeat": repeat, "warmup": warmup}
