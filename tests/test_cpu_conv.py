@@ -12,11 +12,19 @@ from kernels import reference as ref
 from kernels.cpu.conv import SERIAL_FLOPS, conv2d, pack_conv2d
 
 TOL = 1e-5
+WINO_TOL = 3e-5     # F(4x4, 3x3) transforms amplify rounding ~3-10x (see kernels/cpu/winograd.py)
 FILL = np.float32(-123.25)
 
 
-def max_rel_err(ours, want):
-    return float(np.abs(ours.astype(np.float64) - want).max() / max(np.abs(want).max(), 1e-30))
+def max_rel_err(ours, want, scale=None):
+    """Max abs error over the largest |output|; ``scale`` (the pre-activation maximum) instead when
+    relu6 clamps the outputs while the rounding error comes from the larger pre-activation sums."""
+    scale = np.abs(want).max() if scale is None else scale
+    return float(np.abs(ours.astype(np.float64) - want).max() / max(scale, 1e-30))
+
+
+def tol(packed):
+    return WINO_TOL if packed.variant.startswith("winograd") else TOL
 
 
 def run_case(rng, n, h, w, cin, cout, kh, kw, stride, pad, act=None, residual=False, bias=True,
@@ -32,6 +40,7 @@ def run_case(rng, n, h, w, cin, cout, kh, kw, stride, pad, act=None, residual=Fa
     packed = pack_conv2d(kernel, b)
     conv2d(x, packed, out, stride, pad, act=act, residual=res, out_c0=extra_before)
     want = ref.conv2d(x, kernel, b, stride, pad, act, res)
+    packed.pre_act_max = float(np.abs(ref.conv2d(x, kernel, b, stride, pad, None, res)).max())
     sl = slice(extra_before, extra_before + cout)
     return out[..., sl], want, out, sl, packed
 
@@ -72,7 +81,7 @@ def test_variants_match_reference(case, rng, threads):
     *shape, variant = VARIANT_CASES[case]
     ours, want, _, _, packed = run_case(rng, *shape, act="relu")
     assert packed.variant == variant
-    assert max_rel_err(ours, want) <= TOL
+    assert max_rel_err(ours, want) <= tol(packed)
 
 
 def test_variant_cases_cover_the_parallel_path():
@@ -85,9 +94,10 @@ def test_variant_cases_cover_the_parallel_path():
 @pytest.mark.parametrize("act", [None, "relu", "relu6"])
 @pytest.mark.parametrize("residual", [False, True], ids=["plain", "residual"])
 def test_epilogue(act, residual, rng, threads):
-    ours, want, _, _, _ = run_case(rng, 1, 12, 11, 70, 100, 3, 3, (1, 1), (1, 1, 1, 1), act=act,
-                                   residual=residual)
-    assert max_rel_err(ours, want) <= TOL
+    ours, want, _, _, packed = run_case(rng, 1, 12, 11, 70, 100, 3, 3, (1, 1), (1, 1, 1, 1), act=act,
+                                        residual=residual)
+    assert packed.variant == "winograd4x4-6x64"
+    assert max_rel_err(ours, want, packed.pre_act_max) <= tol(packed)
     if act == "relu6":
         assert ours.max() <= 6.0 and ours.min() >= 0.0
 
@@ -100,9 +110,9 @@ def test_no_bias(rng):
 @pytest.mark.parametrize("kh,kw,stride,pad", [(1, 1, (1, 1), (0, 0, 0, 0)), (3, 3, (2, 2), (1, 1, 1, 1)),
                                               (1, 7, (1, 1), (0, 0, 3, 3))])
 def test_out_c0_writes_only_its_channel_slice(kh, kw, stride, pad, rng, threads):
-    ours, want, out, sl, _ = run_case(rng, 2, 13, 12, 33, 70, kh, kw, stride, pad, act="relu",
-                                      residual=True, extra_before=19, extra_after=23)
-    assert max_rel_err(ours, want) <= TOL
+    ours, want, out, sl, packed = run_case(rng, 2, 13, 12, 33, 70, kh, kw, stride, pad, act="relu",
+                                           residual=True, extra_before=19, extra_after=23)
+    assert max_rel_err(ours, want) <= tol(packed)
     others = np.delete(out, np.arange(out.shape[-1])[sl], axis=-1)
     assert np.all(others == FILL)
 
@@ -150,7 +160,7 @@ def conv_cases(draw):
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=conv_cases())
 def test_random_shapes_match_reference(case, rng):
-    ours, want, out, sl, _ = run_case(rng, **case)
-    assert max_rel_err(ours, want) <= TOL
+    ours, want, out, sl, packed = run_case(rng, **case)
+    assert max_rel_err(ours, want, packed.pre_act_max) <= tol(packed)
     others = np.delete(out, np.arange(out.shape[-1])[sl], axis=-1)
     assert np.all(others == FILL)

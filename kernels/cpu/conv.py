@@ -1,9 +1,11 @@
 """Numba conv2d: NHWC float32, HWIO weights, asymmetric zero padding, fused bias/residual/act.
 
-What runs (``packed.variant``):
+What runs (``packed.variant``, set to what the latest call ran):
+    winograd4x4-6x64    3x3 stride 1 with cin, cout >= 64 and >= 8 output tiles of 4x4 (``use_winograd``):
+                        F(4x4, 3x3), 4x fewer MACs, see ``kernels/cpu/winograd.py``
     pointwise-6x64      1x1 kernels (any stride): a GEMM [pixels, cin] x [cin, cout]
     direct{kh}x{kw}-6x64 every other kernel size (3x3, 5x5, 7x7 stem, 1x7/7x1, ...)
-Both are the same micro-kernel (``kernels/cpu/conv_tile.py``): a tile of 6 output pixels x 64
+The last two are the same micro-kernel (``kernels/cpu/conv_tile.py``): a tile of 6 output pixels x 64
 output channels held in 24 zmm registers, summed over kernel rows of contiguous ``kw * cin``
 input runs. Padding is done by copying the input once per call into a zero-bordered scratch
 buffer cached on the packed object (borders are zeroed once, only the interior is rewritten), so
@@ -37,6 +39,7 @@ import numba
 import numpy as np
 
 from kernels import conv_output_size
+from kernels.cpu import winograd as wino
 from kernels.cpu.conv_tile import (
     ACT_NONE,
     ACT_RELU,
@@ -49,6 +52,9 @@ from kernels.cpu.conv_tile import (
 SERIAL_FLOPS = 4_000_000      # below this the fork/join of the thread pool costs more than it saves
 _ACT_CODES = {None: ACT_NONE, "relu": ACT_RELU, "relu6": ACT_RELU6}
 _NO_RESIDUAL = np.zeros((1, 1), np.float32)
+_NO_RESIDUAL4 = np.zeros((1, 1, 1, 1), np.float32)
+WINO_MIN_TILES = 8            # 7x7 maps (4 tiles, 8x8 computed for 7x7) with 512 channels: 1.25x slower
+WINO_MIN_CHANNELS = 64        # cin and cout below this: the transforms cost more than the GEMM saves
 
 
 class PackedConv2d:
@@ -65,7 +71,13 @@ class PackedConv2d:
         if bias is not None:
             self.bias[:cout] = np.asarray(bias, np.float32)
         self.kernel_shape = (kh, kw, cin, cout)
-        self.variant = "pointwise-6x64" if kh == kw == 1 else f"direct{kh}x{kw}-6x64"
+        self.direct_variant = "pointwise-6x64" if kh == kw == 1 else f"direct{kh}x{kw}-6x64"
+        self.variant = self.direct_variant
+        # Winograd weights are made on the first call that picks Winograd (stride and map size are
+        # only known then): a 7x7-map or stride-2 3x3 layer never pays their 4x memory
+        self.wino_ok = kh == kw == 3 and min(cin, cout) >= WINO_MIN_CHANNELS
+        self.wino_weights = None
+        self._kernel = kernel if self.wino_ok else None
         self._scratch = {}
 
     def padded_input(self, x, pad):
@@ -73,7 +85,7 @@ class PackedConv2d:
         t, b, l, r = pad
         if t == b == l == r == 0:
             return x
-        key = (x.shape, pad)
+        key = ("pad", x.shape, pad)
         xp = self._scratch.get(key)
         if xp is None:
             n, h, w, c = x.shape
@@ -94,6 +106,12 @@ def conv2d(x, packed, out, stride, pad, act=None, residual=None, out_c0=0):
     n, h, w, _ = x.shape
     oh = conv_output_size(h, kh, sh, pad[0], pad[1])
     ow = conv_output_size(w, kw, sw, pad[2], pad[3])
+    threads = numba.get_num_threads()
+    if use_winograd(packed, (sh, sw), oh, ow, n * oh * ow):
+        packed.variant = "winograd4x4-6x64"
+        conv2d_winograd(x, packed, out, pad, act, residual, out_c0, threads)
+        return
+    packed.variant = packed.direct_variant
     xp = packed.padded_input(x, pad)
     hp, wp = xp.shape[1], xp.shape[2]
     m_total = n * oh * ow
@@ -102,8 +120,41 @@ def conv2d(x, packed, out, stride, pad, act=None, residual=None, out_c0=0):
     has_res = residual is not None
     res2 = residual.reshape(m_total, cout) if has_res else _NO_RESIDUAL
     args = (xp.reshape(-1), packed.weights, packed.bias, out2, res2, geom, _ACT_CODES[act], has_res)
-    threads = numba.get_num_threads()
     if threads == 1 or 2 * m_total * kh * kw * cin * cout < SERIAL_FLOPS:
         conv_tiles_serial(*args)
     else:
         conv_tiles_parallel(*args, threads)
+
+
+def use_winograd(packed, stride, oh, ow, m_total):
+    """Winograd for 3x3 stride-1 layers with >= 64 channels on maps big enough that the 4x larger
+    transformed weights are reused by enough tiles (measured: see the module docstring)."""
+    if not packed.wino_ok or tuple(stride) != (1, 1):
+        return False
+    n_tiles = (m_total // (oh * ow)) * -(-oh // wino.TILE) * -(-ow // wino.TILE)
+    return n_tiles >= WINO_MIN_TILES
+
+
+def conv2d_winograd(x, packed, out, pad, act, residual, out_c0, threads):
+    n, h, w, cin = x.shape
+    cout = packed.kernel_shape[3]
+    t, b, l, r = pad
+    oh = h + t + b - 2
+    ow = w + l + r - 2
+    th = -(-oh // wino.TILE)
+    tw = -(-ow // wino.TILE)
+    # pad the bottom/right further so the last tile row/column reads zeros, not past the buffer
+    xp = packed.padded_input(x, (t, th * wino.TILE + 2 - h - t, l, tw * wino.TILE + 2 - w - l))
+    n_tiles = n * th * tw
+    if packed.wino_weights is None:
+        packed.wino_weights = wino.transform_weights(packed._kernel)
+    tb, ng = wino.plan_blocks(n_tiles, packed.wino_weights.shape[0], threads)
+    key = ("wino", tb, cin)
+    scratch = packed._scratch.get(key)
+    if scratch is None:
+        scratch = packed._scratch[key] = wino.WinogradScratch(numba.config.NUMBA_NUM_THREADS, tb, cin)
+    geom = (th, tw, oh, ow, cout, int(out_c0), tb, ng, n_tiles)
+    has_res = residual is not None
+    args = (xp, packed.wino_weights, packed.bias, out, residual if has_res else _NO_RESIDUAL4, geom,
+            _ACT_CODES[act], has_res, scratch.v, scratch.m, scratch.tmp, scratch.s)
+    wino.winograd_conv(*args)

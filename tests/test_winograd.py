@@ -1,0 +1,135 @@
+"""kernels.cpu.winograd (reached through kernels.cpu.conv.conv2d) against the NumPy oracle: the
+transform matrices, ragged last tiles, asymmetric and zero padding, batch, every epilogue, out_c0,
+the channel-group split, and the rule that picks Winograd."""
+
+import numba
+import numpy as np
+import pytest
+
+from kernels import reference as ref
+from kernels.cpu import conv as cpu_conv
+from kernels.cpu import winograd as wino
+from kernels.cpu.conv import conv2d, pack_conv2d
+
+WINO_TOL = 3e-5
+FILL = np.float32(-55.5)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(7)
+
+
+def run(rng, n, h, w, cin, cout, pad, act="relu", residual=False, bias=True, c0=0, extra=0):
+    x = rng.standard_normal((n, h, w, cin), dtype=np.float32)
+    kernel = rng.standard_normal((3, 3, cin, cout), dtype=np.float32) / np.float32(np.sqrt(9 * cin))
+    b = rng.standard_normal(cout, dtype=np.float32) if bias else None
+    oh, ow = h + pad[0] + pad[1] - 2, w + pad[2] + pad[3] - 2
+    res = rng.standard_normal((n, oh, ow, cout), dtype=np.float32) if residual else None
+    out = np.full((n, oh, ow, c0 + cout + extra), FILL, np.float32)
+    packed = pack_conv2d(kernel, b)
+    conv2d(x, packed, out, (1, 1), pad, act, res, c0)
+    want = ref.conv2d(x, kernel, b, (1, 1), pad, act, res)
+    scale = np.abs(ref.conv2d(x, kernel, b, (1, 1), pad, None, res)).max()
+    err = float(np.abs(out[..., c0:c0 + cout].astype(np.float64) - want).max() / scale)
+    untouched = np.all(out[..., :c0] == FILL) and np.all(out[..., c0 + cout:] == FILL)
+    return packed, err, untouched
+
+
+def test_transform_matrices_give_exact_small_convolution():
+    """A^T [(G g G^T) * (B^T d B)] A equals the direct 3x3 correlation of a 6x6 patch (float64)."""
+    bt = np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+                   [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], np.float64)
+    at = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
+                   [0, 1, -1, 8, -8, 1]], np.float64)
+    r = np.random.default_rng(0)
+    d, g = r.standard_normal((6, 6)), r.standard_normal((3, 3))
+    y = at @ ((wino._G @ g @ wino._G.T) * (bt @ d @ bt.T)) @ at.T
+    want = np.array([[(d[i:i + 3, j:j + 3] * g).sum() for j in range(4)] for i in range(4)])
+    np.testing.assert_allclose(y, want, atol=1e-12)
+
+
+def test_weight_transform_layout(rng):
+    kernel = rng.standard_normal((3, 3, 5, 70), dtype=np.float32)
+    u = wino.transform_weights(kernel)
+    assert u.shape == (2, 36, 5, 64)
+    full = np.einsum("ai,ijco,bj->abco", wino._G, kernel.astype(np.float64), wino._G).reshape(36, 5, 70)
+    np.testing.assert_allclose(u[0], full[..., :64], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(u[1, ..., :6], full[..., 64:], rtol=1e-6, atol=1e-6)
+    assert np.all(u[1, ..., 6:] == 0)
+
+
+# (n, h, w, cin, cout, pad): maps that are and are not multiples of 4, valid and asymmetric padding
+CASES = {
+    "same_ragged": (1, 13, 11, 64, 70, (1, 1, 1, 1)),
+    "valid": (1, 18, 17, 72, 64, (0, 0, 0, 0)),
+    "asymmetric": (1, 15, 14, 64, 96, (0, 1, 2, 0)),
+    "batch3_multiple_of_4": (3, 8, 8, 96, 130, (1, 1, 1, 1)),
+    "many_tiles": (1, 40, 37, 64, 64, (1, 1, 1, 1)),
+    "wide_cin": (1, 14, 14, 320, 64, (1, 1, 1, 1)),
+}
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
+def test_matches_reference(case, threads, rng):
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        packed, err, untouched = run(rng, *CASES[case])
+    finally:
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    assert packed.variant == "winograd4x4-6x64"
+    assert err <= WINO_TOL
+    assert untouched
+
+
+@pytest.mark.parametrize("act", [None, "relu", "relu6"])
+@pytest.mark.parametrize("residual", [False, True])
+def test_epilogue_and_channel_slice(act, residual, rng):
+    packed, err, untouched = run(rng, 2, 10, 9, 64, 100, (1, 1, 1, 1), act=act, residual=residual,
+                                 bias=not residual, c0=13, extra=7)
+    assert packed.variant == "winograd4x4-6x64"
+    assert err <= WINO_TOL
+    assert untouched
+
+
+def test_not_chosen_for_stride2_few_channels_or_tiny_maps(rng):
+    packed, err, _ = run(rng, 1, 7, 7, 128, 128, (1, 1, 1, 1))        # 4 tiles: direct
+    assert packed.variant == "direct3x3-6x64" and err <= 1e-5
+    packed, err, _ = run(rng, 1, 16, 16, 32, 64, (1, 1, 1, 1))        # cin 32: direct
+    assert packed.variant == "direct3x3-6x64" and err <= 1e-5
+    packed, _, _ = run(rng, 4, 7, 7, 128, 128, (1, 1, 1, 1))          # batch 4: 16 tiles
+    assert packed.variant == "winograd4x4-6x64"
+    x = rng.standard_normal((1, 16, 16, 64), dtype=np.float32)
+    kernel = rng.standard_normal((3, 3, 64, 64), dtype=np.float32)
+    packed = pack_conv2d(kernel, None)
+    out = np.empty((1, 8, 8, 64), np.float32)
+    conv2d(x, packed, out, (2, 2), (1, 1, 1, 1))
+    assert packed.variant == "direct3x3-6x64" and packed.wino_weights is None
+    want = ref.conv2d(x, kernel, None, (2, 2), (1, 1, 1, 1))
+    assert np.abs(out - want).max() / np.abs(want).max() <= 1e-5
+
+
+@pytest.mark.parametrize("n_tiles,nb,threads", [(3136, 1, 2), (49, 2, 2), (16, 8, 2), (16, 1, 2), (5, 3, 1),
+                                                (49, 8, 1)])
+def test_plan_blocks_covers_every_tile_once(n_tiles, nb, threads):
+    tb, ng = wino.plan_blocks(n_tiles, nb, threads)
+    assert tb % 6 == 0 and 6 <= tb <= max(wino.TB_MAX, 6)
+    n_mb = -(-n_tiles // tb)
+    assert (n_mb - 1) * tb < n_tiles <= n_mb * tb
+    assert 1 <= ng <= max(nb, 1)
+    if threads > 1 and n_tiles > tb:
+        assert (n_mb * ng) % threads == 0 or n_mb * ng >= 4 * threads
+
+
+def test_scratch_reused_across_calls(rng):
+    kernel = rng.standard_normal((3, 3, 64, 64), dtype=np.float32)
+    packed = pack_conv2d(kernel, None)
+    out = np.empty((1, 12, 12, 64), np.float32)
+    for _ in range(3):
+        x = rng.standard_normal((1, 12, 12, 64), dtype=np.float32)
+        conv2d(x, packed, out, (1, 1), (1, 1, 1, 1))
+        want = ref.conv2d(x, kernel, None, (1, 1), (1, 1, 1, 1))
+        assert np.abs(out - want).max() / np.abs(want).max() <= WINO_TOL
+    assert len(packed._scratch) == 2       # one padded input + one Winograd scratch
+    assert cpu_conv.use_winograd(packed, (1, 1), 12, 12, 144)
