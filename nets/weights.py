@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import zlib
 
 import numpy as np
@@ -104,17 +105,18 @@ def _dataset(layer_group, wname):
     return None
 
 
-def _read_layer(root, lname, path) -> list[tuple[str, np.ndarray]]:
+def _read_layer(root, lname, path) -> list[tuple[str, object]]:
+    """(weight name, dataset) pairs; the data is read only after its shape has been checked."""
     group = root[lname]
     out = []
     for wname in read_string_list(group, "weight_names"):
         ds = _dataset(group, wname)
-        if ds is None:
+        if ds is None or not hasattr(ds, "shape"):
             raise WeightsError(f"{path}: layer {lname!r} lists weight {wname!r} but has no such dataset")
         if ds.dtype.kind != "f":
             raise WeightsError(f"{path}: layer {lname!r}: weight {wname!r} has dtype {ds.dtype}, "
                                "expected floating point")
-        out.append((wname, np.ascontiguousarray(ds[()], dtype=np.float32)))
+        out.append((wname, ds))
     return out
 
 
@@ -123,22 +125,21 @@ def _shape_fits(expected, found) -> bool:
     return len(expected) == len(found) and all(e in (-1, f) for e, f in zip(expected, found))
 
 
-def _check_layer(node: Node, lname, arrays, path, how) -> dict:
+def _check_layer(node: Node, lname, arrays, path, how, mode="order") -> dict:
     expected = node.weight_shapes
-    where = f"{path}: layer {node.name!r}" + (f" (matched by order with {lname!r} in the file)"
+    where = f"{path}: layer {node.name!r}" + (f" (matched by {mode} with {lname!r} in the file)"
                                                if lname != node.name else "")
-    found = [a.shape for _, a in arrays]
+    found = [tuple(a.shape) for _, a in arrays]
     if len(arrays) != len(expected):
         raise WeightsError(f"{where}: the file has {len(arrays)} arrays {found} "
                            f"({[w for w, _ in arrays]}), the graph expects {len(expected)} "
                            f"{dict(expected)}{how}")
-    out = {}
     for (key, shape), (wname, arr) in zip(expected.items(), arrays):
-        if not _shape_fits(tuple(shape), arr.shape):
+        if not _shape_fits(tuple(shape), tuple(arr.shape)):
             raise WeightsError(f"{where}: weight {key!r} expects shape {tuple(shape)}, the file's "
-                               f"{wname!r} has shape {arr.shape}{how}")
-        out[key] = arr
-    return out
+                               f"{wname!r} has shape {tuple(arr.shape)}{how}")
+    # Shapes are checked before any data is read, so a corrupt header cannot make us allocate.
+    return {key: np.ascontiguousarray(ds[()], dtype=np.float32) for key, (_, ds) in zip(expected, arrays)}
 
 
 def load_h5_weights(graph: Graph, path) -> Graph:
@@ -146,7 +147,8 @@ def load_h5_weights(graph: Graph, path) -> Graph:
 
     Raises WeightsError (naming the file, layer and shapes) on an unreadable file, missing layers,
     or arrays of the wrong count or shape; the graph is only changed when everything fits.
-    Sets ``graph.weights_source`` and returns the graph.
+    Sets ``graph.weights_source`` and ``graph.weights_generation`` (see ``file_generation``) and
+    returns the graph. A Keras 2.2 ResNet50 file also sets its BatchNorm epsilon (1e-3) on the graph.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -154,15 +156,57 @@ def load_h5_weights(graph: Graph, path) -> Graph:
     h5py = _h5py()
     try:
         with h5py.File(path, "r") as f:
-            loaded, mode = _load_from_file(graph, f, path)
+            loaded, mode, generation, eps = _load_from_file(graph, f, path)
     except WeightsError:
         raise
-    except (OSError, KeyError, ValueError, RuntimeError) as e:
+    except (OSError, KeyError, ValueError, RuntimeError, TypeError, AttributeError) as e:
         raise WeightsError(f"{path}: not a readable HDF5 weights file (truncated or corrupt?): {e}") from e
     for node in graph.weighted_nodes():
         node.weights = loaded[node.name]
+        if node.name in eps:
+            node.attrs["epsilon"] = eps[node.name]
     graph.weights_source = f"{path} (layers matched by {mode})"
+    graph.weights_generation = generation
     return graph
+
+
+# ----------------------------------------------------------------------------- file generations
+# keras.applications has shipped ResNet50 weights under two naming schemes. The Keras 2.2 file names
+# layers after the Caffe model (res2a_branch2a, bn2a_branch2a, bn_conv1, fc1000) and its BatchNorm
+# layers used Keras' default epsilon 1e-3; the current file uses conv2_block1_1_conv and 1.001e-5.
+# The old file cannot be matched by order: its blocks list the main branch's last conv before the
+# shortcut conv, ours (Keras 3's model.layers) the shortcut first, and both are 1x1 convs of the same
+# shape. So the old names are translated.
+_OLD_RESNET = re.compile(r"^(res|bn)(\d)([a-z])(\d*)_branch(2a|2b|2c|1)$")
+_OLD_BRANCH = {"2a": "1", "2b": "2", "2c": "3", "1": "0"}
+_OLD_FIXED = {"conv1": "conv1_conv", "bn_conv1": "conv1_bn", "fc1000": "predictions"}
+OLD_RESNET_EPSILON = 1e-3
+
+
+def _old_resnet_name(name: str) -> str | None:
+    if name in _OLD_FIXED:
+        return _OLD_FIXED[name]
+    m = _OLD_RESNET.match(name)
+    if m is None:
+        return None
+    kind, stage, letter, num, branch = m.groups()
+    # 'a', 'b', 'c', ... number blocks 1, 2, 3; Caffe's deep ResNets write res4b1 .. res4b22 for 2..23.
+    block = (int(num) + 1) if num else ord(letter) - ord("a") + 1
+    return f"conv{stage}_block{block}_{_OLD_BRANCH[branch]}_{'conv' if kind == 'res' else 'bn'}"
+
+
+def file_generation(layer_names) -> str:
+    """Which naming scheme a weights file uses: "keras2.2-resnet" (res2a_branch2a, bn_conv1, fc1000),
+    "keras1-auto" (convolution2d_N, batchnormalization_N), "auto" (conv2d_N, batch_normalization_N)
+    or "named" (anything else, e.g. conv2_block1_1_conv)."""
+    names = list(layer_names)
+    if "bn_conv1" in names or any(_OLD_RESNET.match(n) for n in names):
+        return "keras2.2-resnet"
+    if any(re.match(r"^(convolution2d|separableconvolution2d|batchnormalization)_\d+$", n) for n in names):
+        return "keras1-auto"
+    if any(re.match(r"^(conv2d|batch_normalization|dense|depthwise_conv2d)(_\d+)?$", n) for n in names):
+        return "auto"
+    return "named"
 
 
 def _load_from_file(graph, f, path):
@@ -174,10 +218,20 @@ def _load_from_file(graph, f, path):
             raise WeightsError(f"{path}: 'layer_names' lists {lname!r} but the file has no such group")
         if read_string_list(root[lname], "weight_names"):
             file_layers.append(lname)
-    present = set(file_layers)
-    missing = [n.name for n in nodes if n.name not in present]
+    generation = file_generation(file_layers)
+    by_name = {n: n for n in file_layers}
+    eps = {}
+    if generation == "keras2.2-resnet":
+        by_name = {(_old_resnet_name(n) or n): n for n in file_layers}
+        eps = {n.name: OLD_RESNET_EPSILON for n in nodes if n.op == "batch_norm" and n.name in by_name}
+    missing = [n.name for n in nodes if n.name not in by_name]
     if not missing:
-        pairs, mode, how = [(n, n.name) for n in nodes], "name", ""
+        mode = "name" if generation != "keras2.2-resnet" else "Keras 2.2 ResNet name"
+        pairs, how = [(n, by_name[n.name]) for n in nodes], ""
+    elif generation == "keras2.2-resnet":
+        raise WeightsError(f"{path}: a Keras 2.2 ResNet50 weights file (res2a_branch2a names), but "
+                           f"{len(missing)} of the graph's {len(nodes)} weighted layers have no counterpart "
+                           f"in it: {_more(missing)}; it loads into nets.load('resnet50') only")
     else:
         if len(file_layers) != len(nodes):
             hint = (" (a '_notop' file needs a graph built without the top layers)"
@@ -190,8 +244,9 @@ def _load_from_file(graph, f, path):
                f"in the file, e.g. {_more(missing, 3)}")
     loaded = {}
     for node, lname in pairs:
-        loaded[node.name] = _check_layer(node, lname, _read_layer(root, lname, path), path, how)
-    return loaded, mode
+        loaded[node.name] = _check_layer(node, lname, _read_layer(root, lname, path), path, how,
+                                         "order" if how else "name")
+    return loaded, mode, generation, eps
 
 
 def save_h5_weights(graph: Graph, path) -> None:
@@ -286,7 +341,8 @@ def _kernel_scales(graph: Graph, weights: dict, input_rms: float = 1.0) -> dict:
             if a.get("residual") is not None:
                 mu, m = mu + ins[1][0], m + ins[1][1] + 2 * mu * ins[1][0]
         elif op == "batch_norm":
-            w, c = weights[node.name], node.weight_shapes["moving_mean"][0]
+            w = weights.get(node.name, node.weights)   # a Rescaling layer carries its own constants
+            c = len(w["moving_mean"])
             g = w.get("gamma", np.ones(c, np.float32)).astype(np.float64)
             b = w.get("beta", np.zeros(c, np.float32)).astype(np.float64)
             s = g / np.sqrt(w["moving_variance"] + a["epsilon"])
