@@ -481,7 +481,10 @@ class _Importer:
             if arr.shape != (c,):
                 raise self.err(f"parameter of shape {arr.shape} does not match {c} channels")
         g, b, mean, var = (self.channels(x, arr) for arr in arrs)
-        return self.same_layout(x, self.emit("batch_norm", x.ir, float(a.get("epsilon", 1e-5)),
+        eps = float(a.get("epsilon", 1e-5))
+        if not np.all(var + eps > 0):
+            raise self.err(f"variance + epsilon ({eps}) is not positive for every channel", WeightsError)
+        return self.same_layout(x, self.emit("batch_norm", x.ir, eps,
                                              weights=dict(gamma=g, beta=b, moving_mean=mean, moving_variance=var)))
 
     def channels(self, v: _Val, vec):
@@ -625,11 +628,18 @@ class _Importer:
         r = len(xs[0].perm)
         axis = a.get("axis", 1)
         axis = axis + r if axis < 0 else axis
-        if not 0 <= axis < r or any(v.perm != xs[0].perm or v.order is not None for v in xs) \
-                or xs[0].perm[axis] != r - 1:
+        if not 0 <= axis < r or any(v.perm != xs[0].perm for v in xs) or xs[0].perm[axis] != r - 1:
             raise self.unsupported(f"Concat along axis {a.get('axis')} of ONNX shapes "
                                    f"{[self.shape(v) for v in xs]} (only the channel axis)")
-        return _Val(self.emit("concat", [v.ir for v in xs]), xs[0].perm)
+        order, start = None, 0
+        if any(v.order is not None for v in xs):      # vectors: the pieces keep their own element orders
+            parts = []
+            for v in xs:
+                n = self.b.shape(v.ir)[0]
+                parts.append(start + (np.arange(n) if v.order is None else v.order))
+                start += n
+            order = np.concatenate(parts)
+        return _Val(self.emit("concat", [v.ir for v in xs]), xs[0].perm, order)
 
     def vector(self, name) -> _Val:
         v = self.val(name)

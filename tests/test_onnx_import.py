@@ -230,6 +230,23 @@ def test_pad_opset11_and_clip_softmax_old_opsets():
     check(make(old, {}, [None, 3, 2, 2], opset=10), 4 * rand(2, 3, 2, 2))
 
 
+def test_vector_ops_follow_the_nchw_flatten_order():
+    """BN, constants and LeakyReLU on a flattened NCHW map act per ONNX element, whatever our order."""
+    c = 2 * 3 * 2
+    nodes = [helper.make_node("GlobalMaxPool", ["x"], ["g"]), helper.make_node("Flatten", ["g"], ["gf"]),
+             helper.make_node("Identity", ["x"], ["i"]), helper.make_node("Dropout", ["i"], ["d"]),
+             helper.make_node("Flatten", ["d"], ["f"]),
+             helper.make_node("BatchNormalization", ["f", "s", "b", "m", "v"], ["bn"], epsilon=1e-3),
+             helper.make_node("Sub", ["k", "bn"], ["sub"]), helper.make_node("Div", ["sub", "k2"], ["div"]),
+             helper.make_node("LeakyRelu", ["div"], ["lr"], alpha=0.3),
+             helper.make_node("Concat", ["lr", "gf"], ["cat"], axis=1),
+             helper.make_node("Gemm", ["cat", "w"], ["y"])]
+    inits = {"s": rand(c, seed=1), "b": rand(c, seed=2), "m": rand(c, seed=3), "v": 1 + rand(c, seed=4) ** 2,
+             "k": rand(c, seed=5), "k2": np.float32(1.5), "w": rand(c + 2, 5, seed=6)}
+    model = check(make(nodes, inits, [None, 2, 3, 2]), rand(3, 2, 3, 2))
+    assert {"dropout", "identity"}.isdisjoint(n.op for n in model.source_graph.nodes)
+
+
 def test_nhwc_input_transpose_and_reshape_back():
     """The layout our exporter writes: NHWC in, Transpose, a spread Reshape, Transpose back."""
     nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[0, 3, 1, 2]),

@@ -1,0 +1,124 @@
+"""Fuzzing the ONNX importer: mutated real files raise only the project's own errors (or import and run)."""
+
+import functools
+import io
+import warnings
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nets.errors import KernelnetsError
+from nets.onnx_export import export_onnx_bytes
+from nets.onnx_import import OnnxModel, onnx_to_graph
+from tests.test_runtime import fill_weights, toy_graph
+
+FUZZ = settings(max_examples=60, deadline=None, derandomize=True,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+OPS = ["Conv", "Relu", "Clip", "MaxPool", "AveragePool", "Add", "Mul", "Concat", "Gemm", "Flatten", "Reshape",
+       "Transpose", "Softmax", "Pad", "Identity", "Shape", "Gather", "Slice", "Sigmoid", "BatchNormalization"]
+
+
+@functools.lru_cache(maxsize=None)
+def real_files() -> tuple:
+    """Our export of the toy graph (every runtime op), and a PyTorch export with shape arithmetic."""
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pad = torch.nn.ZeroPad2d((0, 1, 1, 0))
+            self.conv = torch.nn.Conv2d(3, 4, 3, stride=2, groups=1)
+            self.dw = torch.nn.Conv2d(4, 4, 3, padding=1, groups=4)
+            self.fc = torch.nn.Linear(4 * 2 * 2, 5)
+
+        def forward(self, x):
+            y = torch.nn.functional.leaky_relu(self.dw(torch.relu(self.conv(self.pad(x)))), 0.2)
+            y = torch.nn.functional.avg_pool2d(y, 2, 1, ceil_mode=True)
+            return torch.softmax(self.fc(y.reshape(y.size(0), -1)), 1)
+
+    f = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Net().eval(), torch.zeros(1, 3, 7, 6), f, dynamo=False, opset_version=17)
+    return export_onnx_bytes(fill_weights(toy_graph(True))), f.getvalue()
+
+
+def import_and_run(data) -> None:
+    """Only KernelnetsError may escape; a model that imports must also run (if it is small)."""
+    try:
+        graph, interface = onnx_to_graph(data, name="fuzz.onnx")
+        if max(int(np.prod(s)) for s in graph.shapes.values()) > 200_000:
+            return
+        model = OnnxModel(graph, interface, device="reference")
+        x = np.random.default_rng(0).normal(size=(1, *model.interface_shape)).astype(np.float32)
+        model(x)
+    except KernelnetsError as e:
+        assert "fuzz.onnx" in str(e) or "model" in str(e)
+
+
+def test_unmutated_files_import_and_run():
+    for data in real_files():
+        graph, interface = onnx_to_graph(data, name="fuzz.onnx")
+        assert len(graph.nodes) > 5
+        import_and_run(data)
+
+
+@FUZZ
+@given(which=st.sampled_from([0, 1]), cut=st.floats(0, 1), flips=st.lists(
+    st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), max_size=6))
+def test_byte_mutations(which, cut, flips):
+    data = bytearray(real_files()[which])
+    for where, value in flips:
+        data[int(where * len(data))] = value
+    if cut < 0.3:
+        data = data[: int(cut / 0.3 * len(data))]
+    import_and_run(bytes(data))
+
+
+def _ints():
+    return st.one_of(st.integers(-3, 8), st.sampled_from([0, 1 << 20, 1 << 40, -(1 << 40)]))
+
+
+@FUZZ
+@given(which=st.sampled_from([0, 1]), data=st.data())
+def test_proto_mutations(which, data):
+    m = onnx.load_from_string(real_files()[which])
+    nodes = m.graph.node
+    for _ in range(data.draw(st.integers(1, 3))):
+        kind = data.draw(st.sampled_from(["attr", "op", "dims", "input_dims", "drop", "rewire"]))
+        node = nodes[data.draw(st.integers(0, len(nodes) - 1))]
+        if kind == "attr" and len(node.attribute):
+            a = node.attribute[data.draw(st.integers(0, len(node.attribute) - 1))]
+            if a.type == onnx.AttributeProto.INTS:
+                n = data.draw(st.integers(0, 5))
+                del a.ints[:]
+                a.ints.extend(data.draw(st.lists(_ints(), min_size=n, max_size=n)))
+            elif a.type == onnx.AttributeProto.INT:
+                a.i = data.draw(_ints())
+            elif a.type == onnx.AttributeProto.FLOAT:
+                a.f = data.draw(st.floats(allow_nan=True, allow_infinity=True, width=32))
+            elif a.type == onnx.AttributeProto.STRING:
+                a.s = data.draw(st.sampled_from([b"SAME_UPPER", b"SAME_LOWER", b"VALID", b"NOTSET", b"bogus"]))
+        elif kind == "op":
+            node.op_type = data.draw(st.sampled_from(OPS))
+        elif kind == "dims" and len(m.graph.initializer):
+            t = m.graph.initializer[data.draw(st.integers(0, len(m.graph.initializer) - 1))]
+            if len(t.dims):
+                t.dims[data.draw(st.integers(0, len(t.dims) - 1))] = data.draw(_ints())
+        elif kind == "input_dims":
+            dims = m.graph.input[0].type.tensor_type.shape.dim
+            dims[data.draw(st.integers(0, len(dims) - 1))].dim_value = data.draw(_ints()) % (1 << 62)
+        elif kind == "drop":
+            nodes.remove(node)
+        elif kind == "rewire" and len(node.input):
+            node.input[data.draw(st.integers(0, len(node.input) - 1))] = data.draw(st.sampled_from(
+                [o for n in nodes for o in n.output] + [t.name for t in m.graph.initializer] + ["nowhere"]))
+    import_and_run(m)
+
+
+@pytest.mark.parametrize("blob", [b"\x00" * 50, b"\x0a\xff\xff\xff\xff\x0f", bytes(range(256)) * 4])
+def test_garbage_blobs(blob):
+    with pytest.raises(KernelnetsError, match="fuzz.onnx"):
+        onnx_to_graph(blob, name="fuzz.onnx")
