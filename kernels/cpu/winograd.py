@@ -161,39 +161,38 @@ def _output_transform(m, s, out, res, bias, t0, nt, cb, geom, act, has_res):
                 s[i, 1, c] = d12 + np.float32(2.0) * d34
                 s[i, 2, c] = p12 + np.float32(4.0) * p34
                 s[i, 3, c] = d12 + np.float32(8.0) * d34 + m5[c]
-        for j in range(TILE):                   # columns, then the epilogue per output pixel
-            ox = x0 + j
-            if ox >= ow:
-                break
+        na = min(TILE, oh - y0)
+        for j in range(min(TILE, ow - x0)):     # columns into y[a], then the epilogue per output pixel
             e0 = s[0, j]
             e1 = s[1, j]
             e2 = s[2, j]
             e3 = s[3, j]
             e4 = s[4, j]
             e5 = s[5, j]
-            for a in range(TILE):
-                oy = y0 + a
-                if oy >= oh:
-                    break
-                orow = out[n, oy, ox, c0 + n0:c0 + n0 + nc]
-                rrow = res[n, oy, ox, n0:n0 + nc] if has_res else bias_b[:nc]
-                for c in range(nc):
-                    p12 = e1[c] + e2[c]
-                    d12 = e1[c] - e2[c]
-                    p34 = e3[c] + e4[c]
-                    d34 = e3[c] - e4[c]
-                    if a == 0:
-                        y = e0[c] + p12 + p34
-                    elif a == 1:
-                        y = d12 + np.float32(2.0) * d34
-                    elif a == 2:
-                        y = p12 + np.float32(4.0) * p34
-                    else:
-                        y = d12 + np.float32(8.0) * d34 + e5[c]
-                    y += bias_b[c]
-                    if has_res:
-                        y += rrow[c]
-                    orow[c] = min(max(y, lo), hi)
+            y0r = s[ALPHA, 0]
+            y1r = s[ALPHA, 1]
+            y2r = s[ALPHA, 2]
+            y3r = s[ALPHA, 3]
+            for c in range(NR):
+                p12 = e1[c] + e2[c]
+                d12 = e1[c] - e2[c]
+                p34 = e3[c] + e4[c]
+                d34 = e3[c] - e4[c]
+                b = bias_b[c]
+                y0r[c] = e0[c] + p12 + p34 + b
+                y1r[c] = d12 + np.float32(2.0) * d34 + b
+                y2r[c] = p12 + np.float32(4.0) * p34 + b
+                y3r[c] = d12 + np.float32(8.0) * d34 + e5[c] + b
+            for a in range(na):
+                yr = s[ALPHA, a]
+                orow = out[n, y0 + a, x0 + j, c0 + n0:c0 + n0 + nc]
+                if has_res:
+                    rrow = res[n, y0 + a, x0 + j, n0:n0 + nc]
+                    for c in range(nc):
+                        orow[c] = min(max(yr[c] + rrow[c], lo), hi)
+                else:
+                    for c in range(nc):
+                        orow[c] = min(max(yr[c], lo), hi)
 
 
 @njit(fastmath=True, cache=True, inline="always")
@@ -242,10 +241,11 @@ def plan_blocks(n_tiles, nb, threads):
 
 
 class WinogradScratch:
-    """Per-thread buffers for one layer shape: V [36, TB, cin], M [36, TB, 64] and two 6x6 tmps."""
+    """Per-thread buffers for one layer shape: V [36, TB, cin], M [36, TB, 64] and the transforms'
+    intermediates."""
 
     def __init__(self, slots, tb, cin):
         self.v = np.zeros((slots, POINTS, tb, cin), np.float32)
         self.m = np.zeros((slots, POINTS, tb, NR), np.float32)
         self.tmp = np.zeros((slots, ALPHA, ALPHA, cin), np.float32)
-        self.s = np.zeros((slots, ALPHA, TILE, NR), np.float32)
+        self.s = np.zeros((slots, ALPHA + 1, TILE, NR), np.float32)     # row ALPHA: the 4 output rows
