@@ -25,7 +25,9 @@ from types import SimpleNamespace
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from kernels import conv_output_size
 from kernels.cpu.elementwise import act_code, apply_act, use_parallel
@@ -77,15 +79,96 @@ def _dw_generic_par(x, w, b, out, sh, sw, pt, pl, mult, act, c0, step, nchunk):
         _dw_generic_rows(x, w, b, out, sh, sw, pt, pl, mult, act, c0, k * step, min(rows, (k + 1) * step))
 
 
+TP = 4     # output pixels per 3x3 tile (one row, adjacent columns)
+TQ = 64    # channels per tile chunk: 4 zmm per pixel; a 64-trip loop is vectorised, not fully unrolled
+
+
+@intrinsic
+def _stack_tile(typingctx):
+    """A (TP, TQ) float32 array on the stack. The tile's vector loop stores into it rather than
+    into ``out``: a non-escaping alloca provably aliases none of the inputs, so LLVM vectorises
+    the loop without the runtime overlap checks (too many for 4 output rows x 12 input streams,
+    which made it give up and run scalar)."""
+    arrty = types.Array(types.float32, 2, "C")
+
+    def codegen(context, builder, sig, args):
+        ary = context.make_array(arrty)(context, builder)
+        ptr = cgutils.alloca_once(builder, context.get_value_type(types.float32), size=TP * TQ)
+        ptr.align = 64
+
+        def intp(v):
+            return context.get_constant(types.intp, v)
+
+        context.populate_array(ary, data=ptr, shape=[intp(TP), intp(TQ)],
+                               strides=[intp(TQ * 4), intp(4)], itemsize=intp(4), meminfo=None)
+        return ary._getvalue()
+
+    return arrty(), codegen
+
+
 @njit(inline="always")
-def _dw_rows_window(x, w, b, out, KH, KW, sh, sw, pt, pl, act, c0, r0, r1):
-    """Rows r0..r1, multiplier 1. Inlined (Numba IR) into the closures below, where KH and KW are
-    constants, so the tap loops unroll and the channel loop vectorises with the sum in a register."""
+def _dw3x3_tile(xf, wf, b, orow, base, rowlen, c, ox, c0, lo, hi, SW):
+    """TP adjacent output pixels of one row, 3x3 window, all channels, TQ channels at a time.
+
+    Each weight vector is loaded once for TP pixels and (stride 1) each input vector feeds up to 3
+    of them; the TP sums are independent FMA chains. Indices are written as ``k + q`` with k a
+    hoisted multiple of c, so they are provably non-negative (no wraparound selects, no gathers)
+    and LLVM needs one pointer per input row plus a few offsets instead of one per stream.
+    """
+    tmp = _stack_tile()
+    k1, k2, k3, k4, k5, k6, k7, k8 = c, 2 * c, 3 * c, 4 * c, 5 * c, 6 * c, 7 * c, 8 * c
+    s1, s2, s3 = SW * c, 2 * SW * c, 3 * SW * c
+    for q0 in range(0, c, TQ):
+        nq = min(TQ, c - q0)
+        x0 = xf[base + q0:]
+        x1 = xf[base + rowlen + q0:]
+        x2 = xf[base + 2 * rowlen + q0:]
+        wq = wf[q0:]
+        bq = b[q0:]
+        for q in range(nq):
+            a0 = bq[q]
+            a1 = a0
+            a2 = a0
+            a3 = a0
+            w0, w1, w2 = wq[q], wq[k1 + q], wq[k2 + q]
+            a0 += x0[q] * w0 + x0[k1 + q] * w1 + x0[k2 + q] * w2
+            a1 += x0[s1 + q] * w0 + x0[s1 + k1 + q] * w1 + x0[s1 + k2 + q] * w2
+            a2 += x0[s2 + q] * w0 + x0[s2 + k1 + q] * w1 + x0[s2 + k2 + q] * w2
+            a3 += x0[s3 + q] * w0 + x0[s3 + k1 + q] * w1 + x0[s3 + k2 + q] * w2
+            w0, w1, w2 = wq[k3 + q], wq[k4 + q], wq[k5 + q]
+            a0 += x1[q] * w0 + x1[k1 + q] * w1 + x1[k2 + q] * w2
+            a1 += x1[s1 + q] * w0 + x1[s1 + k1 + q] * w1 + x1[s1 + k2 + q] * w2
+            a2 += x1[s2 + q] * w0 + x1[s2 + k1 + q] * w1 + x1[s2 + k2 + q] * w2
+            a3 += x1[s3 + q] * w0 + x1[s3 + k1 + q] * w1 + x1[s3 + k2 + q] * w2
+            w0, w1, w2 = wq[k6 + q], wq[k7 + q], wq[k8 + q]
+            a0 += x2[q] * w0 + x2[k1 + q] * w1 + x2[k2 + q] * w2
+            a1 += x2[s1 + q] * w0 + x2[s1 + k1 + q] * w1 + x2[s1 + k2 + q] * w2
+            a2 += x2[s2 + q] * w0 + x2[s2 + k1 + q] * w1 + x2[s2 + k2 + q] * w2
+            a3 += x2[s3 + q] * w0 + x2[s3 + k1 + q] * w1 + x2[s3 + k2 + q] * w2
+            tmp[0, q] = min(max(a0, lo), hi)
+            tmp[1, q] = min(max(a1, lo), hi)
+            tmp[2, q] = min(max(a2, lo), hi)
+            tmp[3, q] = min(max(a3, lo), hi)
+        for p in range(TP):
+            o = orow[ox + p, c0 + q0:]
+            for q in range(nq):
+                o[q] = tmp[p, q]
+
+
+@njit(inline="always")
+def _dw_rows_window(x, w, b, out, KH, KW, SW, sh, sw, pt, pl, act, c0, r0, r1):
+    """Rows r0..r1, multiplier 1. Inlined (Numba IR) into the closures below, where KH, KW and SW
+    are constants, so the tap loops unroll and the channel loop vectorises with the sum in a
+    register. SW > 0 (3x3 only, SW == sw): runs of TP interior pixels go through _dw3x3_tile."""
     h, wd, c = x.shape[1], x.shape[2], x.shape[3]
     oh, ow = out.shape[1], out.shape[2]
     # Interior columns: every tap inside the input.
     ox_lo = min(ow, (pl + sw - 1) // sw)
     ox_hi = max(ox_lo, min(ow, (wd - KW + pl) // sw + 1))
+    ox_t = ox_lo + (ox_hi - ox_lo) // TP * TP if SW > 0 else ox_lo
+    wf = w.reshape(KH * KW * c)
+    lo = np.float32(0.0) if act != 0 else np.float32(-3.0e38)
+    hi = np.float32(6.0) if act == 2 else np.float32(3.0e38)
     for r in range(r0, r1):
         n = r // oh
         oy = r - n * oh
@@ -96,7 +179,12 @@ def _dw_rows_window(x, w, b, out, KH, KW, sh, sw, pt, pl, act, c0, r0, r1):
             continue
         for ox in range(ox_lo):
             _dw_pixel_generic(x, w, b, out[n, oy, ox, c0:c0 + c], n, y0, ox * sw - pl, 1, act)
-        for ox in range(ox_lo, ox_hi):
+        if SW > 0:
+            xf = x[n].reshape(h * wd * c)
+            orow = out[n, oy]
+            for ox in range(ox_lo, ox_t, TP):
+                _dw3x3_tile(xf, wf, b, orow, (y0 * wd + ox * SW - pl) * c, wd * c, c, ox, c0, lo, hi, SW)
+        for ox in range(ox_t, ox_hi):
             x0 = ox * sw - pl
             o = out[n, oy, ox, c0:c0 + c]
             for q in range(c):
@@ -112,30 +200,34 @@ def _dw_rows_window(x, w, b, out, KH, KW, sh, sw, pt, pl, act, c0, r0, r1):
 # Windows that get a compiled interior (3x3: MobileNet, Xception; 5x5: MobileNetV2-style nets);
 # other sizes run dw_generic rather than compiling a kernel per window at first use.
 SPECIALISED_WINDOWS = {(3, 3), (5, 5)}
+TILED_STRIDES = (1, 2)  # 3x3 strides with a TP-pixel tile
 _SPECIALISED = {}
 
 
-def _specialised(kh, kw):
-    """Serial worker + parallel launcher with the window size baked in as constants.
+def _specialised(kh, kw, sw):
+    """Serial worker + parallel launcher with the window size (and, for 3x3 tiles, the stride)
+    baked in as constants.
 
     The closures capture only ints: Numba's on-disk cache keys a closure by its cell contents, and
     a captured dispatcher pickles with a per-process uuid (a fresh key, a recompile and a growing
     index every run), so both closures call the inlined module-level body instead of each other.
     """
-    key = (kh, kw)
+    SW = sw if (kh, kw) == (3, 3) and sw in TILED_STRIDES else 0
+    key = (kh, kw, SW)
     if key in _SPECIALISED:
         return _SPECIALISED[key]
     KH, KW = kh, kw
 
     @njit(**_JIT)
     def rows_fn(x, w, b, out, sh, sw, pt, pl, act, c0, r0, r1):
-        _dw_rows_window(x, w, b, out, KH, KW, sh, sw, pt, pl, act, c0, r0, r1)
+        _dw_rows_window(x, w, b, out, KH, KW, SW, sh, sw, pt, pl, act, c0, r0, r1)
 
     @njit(**_PJIT)
     def par_fn(x, w, b, out, sh, sw, pt, pl, act, c0, step, nchunk):
         rows = out.shape[0] * out.shape[1]
         for k in prange(nchunk):
-            _dw_rows_window(x, w, b, out, KH, KW, sh, sw, pt, pl, act, c0, k * step, min(rows, (k + 1) * step))
+            _dw_rows_window(x, w, b, out, KH, KW, SW, sh, sw, pt, pl, act, c0, k * step,
+                            min(rows, (k + 1) * step))
 
     _SPECIALISED[key] = (rows_fn, par_fn)
     return rows_fn, par_fn
@@ -167,7 +259,7 @@ def depthwise_conv2d(x, packed, out, stride, pad, act=None, out_c0=0):
         step = -(-rows // (4 * k)) if rows >= 8 * k else -(-rows // k)
         nchunk = -(-rows // step)
     if packed.variant != "dw_generic":
-        rows_fn, par_fn = _specialised(packed.kh, packed.kw)
+        rows_fn, par_fn = _specialised(packed.kh, packed.kw, sw)
         if parallel:
             par_fn(x, packed.w, packed.b, out, sh, sw, pt, pl, code, c0, step, nchunk)
         else:
