@@ -3,20 +3,30 @@
 out[n, oy, ox, c*M + m] = act(b[c*M + m] + sum_ij x[n, oy*sh - pt + i, ox*sw - pl + j, c] * w[i, j, c, m])
 
 What bounds it: 2*kh*kw FLOPs per output against 4 bytes in and 4 bytes out per element, i.e.
-~2.3 FLOP/byte for 3x3 stride 1 -- memory / L1-load bound, not FMA bound. Bytes counted by the
-bench: 4 * (input + output + weights).
+~2.3 FLOP/byte for 3x3 stride 1. The layers fit in L2, so the limit is the core's vector loads
+(about 1.5 zmm loads per cycle measured here, fewer than the 2 FMAs per cycle): a 3x3 output
+vector done pixel by pixel needs 9 weight + 9 input loads for 9 FMAs, and its 9 FMAs form one
+dependent chain. Bytes counted by the bench: 4 * (input + output + weights).
 
 Variants (``packed.variant``):
   ``dw{kh}x{kw}_m1``  multiplier 1 and a window in SPECIALISED_WINDOWS (3x3, 5x5): the MobileNet /
-                      Xception case. The kernel is generated for its window size, so the taps are
-                      constants and fully unrolled; for each interior output pixel a contiguous
-                      loop over channels keeps the sum in a register (zmm) and reads every tap
-                      once: 2 loads + 1 FMA per tap, one store. Border pixels (a tap in the
-                      padding) take the generic path below, so the interior is branch-free and no
-                      padded copy of the input is made.
+                      Xception case. The kernel is generated for its window size (and for 3x3,
+                      its horizontal stride 1 or 2), so the taps are constants. 3x3: interior
+                      runs of TP = 4 output pixels go through ``_dw3x3_tile``: per 16 channels,
+                      9 weight vectors serve 4 pixels, at stride 1 the 18 input vectors serve 36
+                      FMAs, and the 4 sums are independent chains (measured 1 thread, load 10-15:
+                      55-62 GFLOP/s on MobileNet's stride-1 layers, 2x the per-pixel loop; 40-45
+                      at stride 2, 1.5x). Other windows and the leftover interior pixels: a
+                      contiguous loop over channels keeps the sum of one pixel in a register.
+                      Border pixels (a tap in the padding) take the generic path below, so the
+                      interior is branch-free and no padded copy of the input is made.
   ``dw_generic``      any window and multiplier: the output channel vector of a pixel is kept in
                       L1 and each valid tap is folded into it (also the border path above).
 Work is split over output rows (N*OH); small layers call the serial worker directly.
+
+Numba leaves LLVM's SLP vectoriser off, so only loops are vectorised: the tile keeps the channel
+loop innermost (64 channels per chunk, too long to be fully unrolled before vectorisation), writes
+to a stack tile (no runtime alias checks) and indexes with hoisted multiples of c (no wraparound).
 
 Bench: ``python bench/bench_kernels.py`` (MobileNet's depthwise layers).
 """
@@ -25,12 +35,10 @@ from types import SimpleNamespace
 
 import numba
 import numpy as np
-from numba import njit, prange, types
-from numba.core import cgutils
-from numba.extending import intrinsic
+from numba import njit, prange
 
 from kernels import conv_output_size
-from kernels.cpu.elementwise import act_code, apply_act, use_parallel
+from kernels.cpu.elementwise import act_code, apply_act, stack_tile, use_parallel
 
 _JIT = dict(fastmath=True, cache=True, nogil=True)
 _PJIT = dict(parallel=True, fastmath=True, cache=True, nogil=True)
@@ -83,27 +91,9 @@ TP = 4     # output pixels per 3x3 tile (one row, adjacent columns)
 TQ = 64    # channels per tile chunk: 4 zmm per pixel; a 64-trip loop is vectorised, not fully unrolled
 
 
-@intrinsic
-def _stack_tile(typingctx):
-    """A (TP, TQ) float32 array on the stack. The tile's vector loop stores into it rather than
-    into ``out``: a non-escaping alloca provably aliases none of the inputs, so LLVM vectorises
-    the loop without the runtime overlap checks (too many for 4 output rows x 12 input streams,
-    which made it give up and run scalar)."""
-    arrty = types.Array(types.float32, 2, "C")
-
-    def codegen(context, builder, sig, args):
-        ary = context.make_array(arrty)(context, builder)
-        ptr = cgutils.alloca_once(builder, context.get_value_type(types.float32), size=TP * TQ)
-        ptr.align = 64
-
-        def intp(v):
-            return context.get_constant(types.intp, v)
-
-        context.populate_array(ary, data=ptr, shape=[intp(TP), intp(TQ)],
-                               strides=[intp(TQ * 4), intp(4)], itemsize=intp(4), meminfo=None)
-        return ary._getvalue()
-
-    return arrty(), codegen
+# The tile's vector loop stores into this stack buffer rather than into ``out``: with 4 output rows
+# x 12 input streams LLVM's runtime overlap checks exceed its limit and it would run scalar.
+_stack_tile = stack_tile(TP, TQ)
 
 
 @njit(inline="always")
