@@ -30,6 +30,8 @@ the machine was shared, load average 3-5, so these are lower bounds):
     3x3 with cin=3 (VGG block1 conv1, K = 27)            100-120           40-47%
     cout = 32 (InceptionV3 stem): half of each 64-lane tile is padding    50-115 effective
     1x1 on a 1x1 map (logits, M = 1): a GEMV, weight-bandwidth bound      37
+The numbers above are the direct kernel's; the 3x3 stride-1 layers with >= 64 channels now run
+Winograd at 0.43-0.87x of these times (table in ``kernels/cpu/winograd.py``).
 Sum over the 15 distinct ResNet50 conv shapes (each once): 9.9 ms at 1 thread (torch/oneDNN 18.8 ms).
 With 2 threads in a quiet moment the large shapes reach 385-480 GFLOP/s (e.g. 1x1 2048>512 at 7x7:
 388; 3x3 512>512 at 7x7: 400); under load the static 2-way split stalls on the scheduler quantum.

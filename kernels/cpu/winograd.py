@@ -17,8 +17,25 @@ memory-bound. Padding: the input is copied into a zero-bordered scratch that als
 ragged last tile row/column, so the transforms are branch-free; only the store checks bounds.
 
 Numerics: the transforms use the points 0, +-1, +-2 (entries up to 8 in A, 5 in B); the error per
-layer is a few 1e-6 relative to the largest output (tests/test_winograd.py), ~3-10x the direct
-kernel's; whole networks stay well within 1e-4 of Keras.
+layer, relative to the largest output, is 4-8e-6 for cin 64-128 and 1.1-1.7e-5 for cin 256-512
+(the direct kernel: ~1e-6), so tests hold it to 3e-5; whole networks still match Keras to <= 1e-4
+(tests/test_networks_keras.py; VGG16/19 logits differ from ONNX Runtime by 4.0e-6 / 2.9e-6 in
+bench/compare_ort.py).
+
+Code: ``winograd_conv.inspect_asm()`` (uncached compile) has 134 ``vfmadd*ps`` on zmm and none on
+ymm/xmm; the 6x64 GEMM tile is the same 24-FMA k loop as the direct kernel.
+
+Measured (``python bench/bench_conv.py`` shapes, batch 1, 1 thread, load average ~1, direct ms ->
+Winograd ms; effective GFLOP/s counts direct-convolution FLOPs, peak 255/core):
+    224x224  64->64    17.1 -> 14.8   (0.87x; 249 effective: transforms of 64 channels dominate)
+    112x112 128->128   15.8 ->  9.1   (0.58x; 408)
+     56x56  256->256   15.2 ->  6.9   (0.45x; 540, i.e. the GEMM part at ~135 real GFLOP/s, 53%)
+     28x28  512->512   16.4 ->  7.1   (0.43x; 525)
+     14x14  512->512    4.1 ->  2.5   (0.60x; 376: 16 tiles reuse each 37 MB weight panel 16x)
+     56/28/14 px ResNet50 c2-c4 3x3:  0.97/0.94/0.92 -> 0.77/0.51/0.52
+     35x35 64->96, 96->96 (InceptionV3): 0.77/1.13 -> 0.51/0.67;  17x17 192->192: 0.78 -> 0.51
+     7x7 512->512 (4 tiles, 64 pixels computed for 49): 1.06 -> 1.32, so it stays direct at batch 1;
+     at batch 8 (32 tiles): 15.2 -> 7.1.  cin 32 (147x147 32->64): 4.0 -> 3.8, not worth the error.
 """
 
 import numba
