@@ -16,6 +16,10 @@ the file has a user block. Zip archives start with ``PK\\x03\\x04``. ONNX has no
 ModelProto is a sequence of (tag, value) fields, and a file is taken for ONNX when its top-level fields
 decode as ModelProto's field numbers and wire types, end exactly at the end of the file and include the
 graph. Pickles are recognised only to be refused: nothing here is ever unpickled.
+
+Readers of the Keras containers live here too: ``read_h5_model_config``, ``read_keras_archive`` (sizes
+checked before members are read) and ``load_keras3_weights`` for the Keras 3 weights layout
+(``layers/<snake_case class>[_N]/vars/<i>``; see ``nets.keras_import``).
 """
 
 from __future__ import annotations
