@@ -27,8 +27,9 @@ PLUGINS = ("nets.cli_profile", "nets.cli_export")
 
 
 def _model_args(p):
-    p.add_argument("model", help="architecture: vgg16, vgg19, resnet50, resnet101, resnet152, inception_v3, "
-                                 "xception, mobilenet")
+    p.add_argument("model", help="architecture (vgg16, vgg19, resnet50, resnet101, resnet152, inception_v3, "
+                                 "xception, mobilenet) or a model file (Keras .h5 / .keras, ONNX), "
+                                 "recognised by content")
     p.add_argument("--weights", metavar="FILE", help="Keras .h5 weights file (default: seeded, untrained)")
     p.add_argument("--no-top", action="store_true", help="drop the classifier (include_top=False)")
     p.add_argument("--pooling", choices=["avg", "max"], help="global pooling when --no-top")
@@ -80,6 +81,8 @@ def cmd_run(args) -> int:
         source = "synthetic random image (no --image given)"
     x = nets.preprocess(model.preprocess_mode or "none", images)
     n = len(x)
+    # an NCHW ONNX model takes NCHW arrays; the executor inside is NHWC either way
+    x_user = np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if getattr(model, "layout", "") == "NCHW" else x
     where = f"threads {model.threads}  device cpu" if device == "cpu" else "device gpu"
     print(f"model    {model.name}  input {n}x{h}x{w}x3  {where}")
     print(f"weights  {model.weights_source}")
@@ -93,7 +96,7 @@ def cmd_run(args) -> int:
         runner = model.gpu_runner(n)
         print(f"gpu      {'CUDA-graph replay' if runner.use_graph else 'eager launches'} on one stream; "
               "first run compiles kernels (NVRTC, cached on disk by CuPy)")
-        model(x)
+        model(x_user)
     else:
         set_threads(model.threads)
         ex = model.executor(n)
@@ -107,7 +110,7 @@ def cmd_run(args) -> int:
     times = []
     for i in range(args.warmup + args.repeat):
         t0 = time.perf_counter()
-        out = model(x)              # numpy in, numpy out: includes the copies to and from the GPU
+        out = model(x_user)         # numpy in, numpy out: includes the copies to and from the GPU
         if i >= args.warmup:
             times.append(time.perf_counter() - t0)
     med = float(np.median(times))
