@@ -55,6 +55,12 @@ class Graph:
     inputs: list[str]
     outputs: list[str]
     shapes: dict[str, tuple]
+    # provenance, set by loaders: where the weights came from, the file format, the weight-file
+    # generation (naming scheme), and the source layer configs of an imported Keras model
+    weights_source: str | None = None
+    source_format: str | None = None
+    weights_generation: str | None = None
+    keras_layers: list | None = None
 
     def node(self, name: str) -> Node:
         for n in self.nodes:
@@ -77,7 +83,8 @@ class Graph:
     def copy(self) -> Graph:
         nodes = [Node(n.name, n.op, list(n.inputs), n.output, dict(n.attrs), dict(n.weight_shapes),
                       dict(n.weights), list(n.fused)) for n in self.nodes]
-        return Graph(self.name, nodes, list(self.inputs), list(self.outputs), dict(self.shapes))
+        return Graph(self.name, nodes, list(self.inputs), list(self.outputs), dict(self.shapes),
+                     self.weights_source, self.source_format, self.weights_generation, self.keras_layers)
 
     def num_params(self) -> int:
         total = 0

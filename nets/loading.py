@@ -83,4 +83,4 @@ def _load_model_file(path, weights, input_shape, run) -> Model:
     from nets.keras_import import load_keras_model
 
     graph = load_keras_model(path, input_shape=input_shape)
-    return Model(graph, weights_source=path, **run)
+    return Model(graph, weights_source=graph.weights_source or path, **run)
