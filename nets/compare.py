@@ -132,22 +132,23 @@ class Comparison:
     def to_text(self) -> str:
         a, b = self.labels
         wl = min(34, max([len(r["layer"]) for r in self.rows] + [5]))
-        head = (f"{'idx':>4} {'layer':<{wl}} {'op':<16} {a + ' kernel':<18} {a + ' ms':>9} {b + ' ms':>9} "
+        wt = max(9, len(a) + 3, len(b) + 3)
+        head = (f"{'idx':>4} {'layer':<{wl}} {'op':<16} {a + ' kernel':<18} {a + ' ms':>{wt}} {b + ' ms':>{wt}} "
                 f"{'speed-up':>8} {'max abs':>9} {'max rel':>9} {'cosine':>10}  note")
         lines = [f"Compare {self.footer.get('model', '')}, batch {self.footer.get('batch', '')}: {a} vs {b} "
                  f"(per-layer median of {self.footer.get('repeat', '?')} runs; max rel = max|a-b| / max|a|)",
                  head, "-" * len(head)]
 
-        def num(v, fmt):
-            return format(v, fmt) if v is not None else "-"
+        def num(v, width, fmt, unit=""):
+            return f"{format(v, fmt) + unit:>{width}}" if v is not None else f"{'-':>{width}}"
 
         for r in self.rows:
             name = r["layer"] if len(r["layer"]) <= wl else r["layer"][:wl - 1] + "~"
             note = ("OVER TOLERANCE " if r["flag"] else "") + r["note"]
             lines.append(f"{r['idx']:>4} {name:<{wl}} {r['op']:<16} {(r['kernel_a'] or '-')[:18]:<18} "
-                         f"{num(r['time_a_ms'], '9.3f')} {num(r['time_b_ms'], '9.3f')} {num(r['speedup'], '7.2f')}x "
-                         f"{num(r['max_abs'], '9.2e')} {num(r['max_rel'], '9.2e')} {num(r['cosine'], '10.7f')}  "
-                         f"{note}")
+                         f"{num(r['time_a_ms'], wt, '.3f')} {num(r['time_b_ms'], wt, '.3f')} "
+                         f"{num(r['speedup'], 8, '.2f', 'x')} {num(r['max_abs'], 9, '.2e')} "
+                         f"{num(r['max_rel'], 9, '.2e')} {num(r['cosine'], 10, '.7f')}  {note}")
         f = self.footer
         lines += ["-" * len(head),
                   f"end-to-end   {a} {f['e2e_a_ms']:.3f} ms, {b} {f['e2e_b_ms']:.3f} ms median (uninstrumented): "
