@@ -50,7 +50,8 @@ def plot_profile(profile, path, top: int = 40):
     fig = _figure(16, 13)
     gs = fig.add_gridspec(2, 2, height_ratios=[1, 1.6], width_ratios=[1, 1.15])
     title = (f"{f.get('model', '')}: batch {f.get('batch', '?')}, {f.get('device', '')} "
-             f"({f.get('device_name', '')}), {f.get('threads', '-')} threads - end-to-end "
+             f"({f.get('device_name', '')}), {f.get('threads', '-')} thread{'' if f.get('threads') == 1 else 's'} - "
+             f"end-to-end "
              f"{f.get('e2e_median_ms', 0):.2f} ms, sum of layers {f.get('sum_layers_ms', 0):.2f} ms, "
              f"{len(ks)} kernels")
     fig.suptitle(title, fontsize=13)
