@@ -1,6 +1,13 @@
 """Time the non-convolution Numba kernels on real network shapes; print GB/s and GFLOP/s.
 
     python bench/bench_kernels.py [--threads 2] [--repeats 50] [--only depthwise,dense]
+    python -m pytest bench/bench_kernels.py [-k depthwise] [--benchmark-columns=median]
+
+As a script it prints one line per case with the share of the machine's peak; ``--peak-gflops``
+and ``--peak-gbs`` default to the per-core figures measured by ``python tools/peak.py`` (FMA
+peak 255 GFLOP/s per core; read bandwidth, see docs/performance.md) times the thread count.
+Under pytest (pytest-benchmark) each case is one benchmark, checked against the reference first,
+with GB/s, GFLOP/s and % of peak in its extra_info.
 
 Each kernel is validated against kernels.reference before it is timed (max rel err printed), then
 run ``--warmup`` times and timed ``--repeats`` times; the median is reported. Bytes are the
@@ -29,6 +36,10 @@ dn = importlib.import_module("kernels.cpu.dense")
 ew = importlib.import_module("kernels.cpu.elementwise")
 
 F = 4  # bytes per float32
+# Per-core peaks of the project machine (Zen 5, AVX-512): FMA from docs/performance.md / tools/peak.py;
+# bandwidth is tools/peak.py's single-thread streaming read (the bound of a batch-1 dense layer).
+PEAK_GFLOPS_PER_CORE = 255.0
+PEAK_GBS_PER_CORE = 40.0
 
 
 def median_time(fn, warmup, repeats):
@@ -153,21 +164,63 @@ def main():
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--batch", type=int, default=1, help="batch size of the dense cases")
     ap.add_argument("--only", default=",".join(GROUPS), help="comma list of " + ",".join(GROUPS))
+    ap.add_argument("--peak-gflops", type=float, default=None, help="default: 255 per core x threads")
+    ap.add_argument("--peak-gbs", type=float, default=None, help="default: 40 per core x threads")
     args = ap.parse_args()
+    peak_gf = args.peak_gflops or PEAK_GFLOPS_PER_CORE * args.threads
+    peak_gb = args.peak_gbs or PEAK_GBS_PER_CORE * args.threads
     numba.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, numba {numba.__version__}, "
-          f"threads {args.threads}, repeats {args.repeats} (median), warmup {args.warmup}")
-    print(f"{'kernel / shape':62s} {'rel err':>8s} {'ms':>8s} {'GB/s':>7s} {'GFLOP/s':>8s} {'numpy ms':>9s}")
+          f"threads {args.threads}, repeats {args.repeats} (median), warmup {args.warmup}, "
+          f"load average {os.getloadavg()[0]:.2f}; peaks {peak_gf:.0f} GFLOP/s, {peak_gb:.0f} GB/s")
+    print(f"{'kernel / shape':62s} {'rel err':>8s} {'ms':>8s} {'GB/s':>7s} {'%bw':>5s} {'GFLOP/s':>8s} {'%fma':>5s} "
+          f"{'numpy ms':>9s}")
     for group in args.only.split(","):
         cases = GROUPS[group](rng, args.batch) if group == "dense" else GROUPS[group](rng)
         for name, run, base, nbytes, flops, check in cases:
             err = check()
             t = median_time(run, args.warmup, args.repeats)
             tb = median_time(base, 2, max(5, args.repeats // 5)) if base is not None else float("nan")
-            gf = f"{flops / t / 1e9:8.1f}" if flops else f"{'':8s}"
-            print(f"{name:62s} {err:8.1e} {t * 1e3:8.3f} {nbytes / t / 1e9:7.1f} {gf} {tb * 1e3:9.3f}",
+            gb = nbytes / t / 1e9
+            gf = f"{flops / t / 1e9:8.1f} {100 * flops / t / 1e9 / peak_gf:5.1f}" if flops else f"{'':14s}"
+            print(f"{name:62s} {err:8.1e} {t * 1e3:8.3f} {gb:7.1f} {100 * gb / peak_gb:5.0f} {gf} {tb * 1e3:9.3f}",
                   flush=True)
+
+
+# ---------------------------------------------------------------- pytest-benchmark suite
+
+# Cases per group (fixed by the generators above); built lazily, once per group, when first used.
+CASE_COUNTS = {"depthwise": 10, "pool": 6, "dense": 4, "elementwise": 6}
+_BUILT = {}
+
+
+def _case(group, i):
+    if group not in _BUILT:
+        rng = np.random.default_rng(0)
+        gen = GROUPS[group](rng, 1) if group == "dense" else GROUPS[group](rng)
+        _BUILT[group] = list(gen)
+        assert len(_BUILT[group]) == CASE_COUNTS[group]
+    return _BUILT[group][i]
+
+
+def pytest_generate_tests(metafunc):
+    if "kernel_case" in metafunc.fixturenames:
+        ids = [(g, i) for g, n in CASE_COUNTS.items() for i in range(n)]
+        metafunc.parametrize("kernel_case", ids, ids=[f"{g}-{i}" for g, i in ids])
+
+
+def test_kernel(benchmark, kernel_case):
+    name, run, _, nbytes, flops, check = _case(*kernel_case)
+    assert check() <= 1e-5, name  # the timed kernel must agree with kernels.reference first
+    benchmark.name = name
+    benchmark.pedantic(run, warmup_rounds=3, rounds=30, iterations=1)
+    t = benchmark.stats.stats.median
+    k = numba.get_num_threads()
+    benchmark.extra_info.update({
+        "threads": k, "GB/s": nbytes / t / 1e9, "% of read bw": 100 * nbytes / t / 1e9 / (PEAK_GBS_PER_CORE * k),
+        "GFLOP/s": flops / t / 1e9, "% of FMA peak": 100 * flops / t / 1e9 / (PEAK_GFLOPS_PER_CORE * k),
+    })
 
 
 if __name__ == "__main__":
