@@ -123,6 +123,24 @@ def test_depthwise_network_shapes(nthreads, h, c, stride, pad):
     assert rel_err(out, want) <= TOL
 
 
+@pytest.mark.parametrize("nthreads", THREADS)
+@pytest.mark.parametrize("stride,pad,w", [
+    ((1, 1), (1, 1, 1, 1), 13),            # 13 interior columns: three 4-pixel tiles + 1 left over
+    ((2, 2), (0, 1, 0, 1), 17),            # stride-2 tile, extra column bottom/right
+    ((2, 1), (1, 0, 0, 2), 10),            # sh != sw: the tile is keyed on the horizontal stride
+    ((1, 2), (0, 0, 1, 1), 20),
+])
+def test_depthwise_3x3_tiles(nthreads, stride, pad, w):
+    # 80 channels = one 64-channel chunk + 16, written at out_c0 = 3 of a wider buffer, batch 2.
+    rng = np.random.default_rng(w)
+    x, k, b = rand(rng, 2, 9, w, 80), rand(rng, 3, 3, 80, 1), rand(rng, 80)
+    want = ref.depthwise_conv2d(x, k, b, stride, pad, "relu6")
+    out = wide_out(2, want.shape[1], want.shape[2], 80, 3, 5)
+    with threads(nthreads):
+        dw.depthwise_conv2d(x, dw.pack_depthwise(k, b), out, stride, pad, "relu6", out_c0=3)
+    check_wide(out, want, 3, ref.depthwise_conv2d(x, k, b, stride, pad))
+
+
 # ---------------------------------------------------------------- pooling
 
 
