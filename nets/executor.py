@@ -22,7 +22,13 @@ from nets.planner import plan_memory
 class Step:
     node: Node
     run: Callable[[], None]
-    kernel: str              # the kernel variant that runs (for profiles)
+    fixed_kernel: str
+    packed: object = None    # packed weights: their ``variant`` may be settled on the first call
+
+    @property
+    def kernel(self) -> str:
+        """The kernel variant that runs (for profiles): read after a run, it is the one that ran."""
+        return getattr(self.packed, "variant", None) or self.fixed_kernel
 
 
 def pack_weights(g: Graph, backend) -> dict:
@@ -75,11 +81,11 @@ class Executor:
                 p = packed[n.name]
                 res = ins[1] if a.get("residual") is not None else None
                 fn = lambda: b.conv2d(x, p, out, a["strides"], a["pad"], a["act"], res, c0)
-                return Step(n, fn, p.variant)
+                return Step(n, fn, p.variant, p)
             if op == "depthwise_conv2d":
                 p = packed[n.name]
                 fn = lambda: b.depthwise_conv2d(x, p, out, a["strides"], a["pad"], a["act"], c0)
-                return Step(n, fn, p.variant)
+                return Step(n, fn, p.variant, p)
             if op == "max_pool2d":
                 return Step(n, lambda: b.max_pool2d(x, out, a["pool_size"], a["strides"], a["pad"], c0),
                             "max_pool2d")
@@ -117,7 +123,7 @@ class Executor:
         if op == "dense":
             p = packed[n.name]
             x2 = x.reshape(self.batch, -1)
-            return Step(n, lambda: b.dense(x2, p, out, a.get("act")), p.variant)
+            return Step(n, lambda: b.dense(x2, p, out, a.get("act")), p.variant, p)
         if op == "softmax":
             x2, o2 = x.reshape(-1, x.shape[-1]), out.reshape(-1, x.shape[-1])
             return Step(n, lambda: b.softmax(x2, o2), "softmax")
