@@ -16,9 +16,9 @@ Weights are packed ``[cout_blocks, kh, kw * cin, NR]`` so the inner loop reads o
 """
 
 import numpy as np
-from numba import njit, prange, types
-from numba.core import cgutils
-from numba.extending import intrinsic
+from numba import njit, prange
+
+from kernels.cpu.stack import stack_tile
 
 MR = 6      # output pixels per tile (24 accumulators + 4 weight vectors + broadcasts fit 32 zmm)
 NR = 64     # output channels per tile (4 zmm of 16 floats)
@@ -27,24 +27,7 @@ MC = 16     # tiles per work item: 96 output pixels share one hot weight panel
 ACT_NONE, ACT_RELU, ACT_RELU6 = 0, 1, 2
 
 
-@intrinsic
-def _stack_tile(typingctx):
-    """An (MR, NR) float32 array on the stack (alloca in the entry block, 64-byte aligned)."""
-    arrty = types.Array(types.float32, 2, "C")
-
-    def codegen(context, builder, sig, args):
-        ary = context.make_array(arrty)(context, builder)
-        ptr = cgutils.alloca_once(builder, context.get_value_type(types.float32), size=MR * NR)
-        ptr.align = 64
-
-        def intp(v):
-            return context.get_constant(types.intp, v)
-
-        context.populate_array(ary, data=ptr, shape=[intp(MR), intp(NR)],
-                               strides=[intp(NR * 4), intp(4)], itemsize=intp(4), meminfo=None)
-        return ary._getvalue()
-
-    return arrty(), codegen
+_stack_tile = stack_tile(MR, NR)     # the (MR, NR) accumulator, kept in zmm registers
 
 
 @njit(fastmath=True, cache=True, inline="always")

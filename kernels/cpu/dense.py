@@ -25,7 +25,8 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from kernels.cpu.elementwise import act_code, apply_act, stack_tile, use_parallel
+from kernels.cpu.elementwise import act_code, apply_act, use_parallel
+from kernels.cpu.stack import stack_tile
 
 _JIT = dict(fastmath=True, cache=True, nogil=True)
 _PJIT = dict(parallel=True, fastmath=True, cache=True, nogil=True)

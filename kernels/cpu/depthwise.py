@@ -38,7 +38,8 @@ import numpy as np
 from numba import njit, prange
 
 from kernels import conv_output_size
-from kernels.cpu.elementwise import act_code, apply_act, stack_tile, use_parallel
+from kernels.cpu.elementwise import act_code, apply_act, use_parallel
+from kernels.cpu.stack import stack_tile
 
 _JIT = dict(fastmath=True, cache=True, nogil=True)
 _PJIT = dict(parallel=True, fastmath=True, cache=True, nogil=True)

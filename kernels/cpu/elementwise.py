@@ -7,16 +7,14 @@ Large problems split the flat range into one chunk per thread (``prange``); smal
 serial worker directly, because waking the thread pool costs more than a batch-1 layer.
 
 This module also holds the helpers the other CPU kernel files share: ``act_code`` (activation
-name -> int for the compiled kernels), ``apply_act``, ``use_parallel`` and ``stack_tile``.
+name -> int for the compiled kernels), ``apply_act`` and ``use_parallel``.
 
 Bench: ``python bench/bench_kernels.py``.
 """
 
 import numba
 import numpy as np
-from numba import njit, prange, types
-from numba.core import cgutils
-from numba.extending import intrinsic
+from numba import njit, prange
 
 ACT_CODES = {None: 0, "relu": 1, "relu6": 2}
 
@@ -47,34 +45,6 @@ def apply_act(v, act):
     if act == 2:
         return min(max(v, np.float32(0.0)), np.float32(6.0))
     return v
-
-
-def stack_tile(rows, cols):
-    """An intrinsic returning a (rows, cols) float32 C array on the stack (64-byte aligned alloca).
-
-    Register tiles live in such a buffer: LLVM promotes it to vector registers, and a
-    non-escaping alloca provably aliases no argument, so loops that store into it vectorise
-    without runtime overlap checks (a heap ``np.zeros`` tile is written back every iteration).
-    """
-    arrty = types.Array(types.float32, 2, "C")
-
-    @intrinsic
-    def _tile(typingctx):
-        def codegen(context, builder, sig, args):
-            ary = context.make_array(arrty)(context, builder)
-            ptr = cgutils.alloca_once(builder, context.get_value_type(types.float32), size=rows * cols)
-            ptr.align = 64
-
-            def intp(v):
-                return context.get_constant(types.intp, v)
-
-            context.populate_array(ary, data=ptr, shape=[intp(rows), intp(cols)],
-                                   strides=[intp(cols * 4), intp(4)], itemsize=intp(4), meminfo=None)
-            return ary._getvalue()
-
-        return arrty(), codegen
-
-    return _tile
 
 
 def _chunks(n):
