@@ -19,7 +19,8 @@ from tests.test_runtime import fill_weights, toy_graph
 FUZZ = settings(max_examples=60, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 OPS = ["Conv", "Relu", "Clip", "MaxPool", "AveragePool", "Add", "Mul", "Concat", "Gemm", "Flatten", "Reshape",
-       "Transpose", "Softmax", "Pad", "Identity", "Shape", "Gather", "Slice", "Sigmoid", "BatchNormalization"]
+       "Transpose", "Softmax", "Pad", "Identity", "Shape", "Gather", "Slice", "Sigmoid", "BatchNormalization", "Cast",
+       "ReduceMean", "ReduceMax", "Div", "Unsqueeze"]
 
 
 @functools.lru_cache(maxsize=None)
@@ -84,7 +85,36 @@ def _ints():
 @FUZZ
 @given(which=st.sampled_from([0, 1]), data=st.data())
 def test_proto_mutations(which, data):
-    m = onnx.load_from_string(real_files()[which])
+    mutate_and_run(onnx.load_from_string(real_files()[which]), data)
+
+
+@pytest.fixture(scope="module")
+def keras_file() -> bytes:
+    """Keras' own export (dynamic batch): Casts everywhere, shape arithmetic on Shape(x), edge Pads."""
+    from tests.test_onnx_keras import small_keras_onnx
+
+    return small_keras_onnx(False)[0]
+
+
+def test_unmutated_keras_file_imports_and_runs(keras_file):
+    assert len(onnx_to_graph(keras_file, name="fuzz.onnx")[0].nodes) > 10
+    import_and_run(keras_file)
+
+
+@FUZZ
+@given(data=st.data())
+def test_keras_file_mutations(keras_file, data):
+    if data.draw(st.booleans()):
+        blob = bytearray(keras_file)
+        for _ in range(data.draw(st.integers(1, 6))):
+            blob[data.draw(st.integers(0, len(blob) - 1))] = data.draw(st.integers(0, 255))
+        import_and_run(bytes(blob))
+    else:
+        mutate_and_run(onnx.load_from_string(keras_file), data)
+
+
+def mutate_and_run(m, data):
+    """1-3 random edits of attributes, op types, dims, wiring; then import (and run) the model."""
     nodes = m.graph.node
     for _ in range(data.draw(st.integers(1, 3))):
         kind = data.draw(st.sampled_from(["attr", "op", "dims", "input_dims", "drop", "rewire"]))

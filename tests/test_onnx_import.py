@@ -163,13 +163,13 @@ def test_grouped_conv_and_sigmoid_listed_together():
             self.g = torch.nn.Conv2d(4, 8, 3, groups=2)
 
         def forward(self, x):
-            return torch.sigmoid(torch.tanh(x) + 1) + self.g(x).mean()
+            return torch.sigmoid(torch.tanh(x) + 1) + self.g(x).mean() + x.mean()
 
     with pytest.raises(UnsupportedError) as e:
         onnx_to_graph(torch_onnx(Bad(), (1, 4, 8, 8)), name="bad.onnx")
     msg = str(e.value)
     assert "bad.onnx" in msg and "Tanh" in msg and "Sigmoid" in msg and "group=2" in msg
-    assert "ReduceMean" in msg
+    assert "ReduceMean over axes [0, 1, 2, 3]" in msg
 
 
 # ----------------------------------------------------------------------------- graphs written with onnx.helper
@@ -330,3 +330,98 @@ def test_cli_export_runs_in_onnxruntime(tmp_path, capsys):
     assert got.shape == (2, 9) and rel_err(got, ours) <= 1e-4
     assert main(["export", "mobilenet", str(tmp_path / "no" / "x.onnx"), "--alpha", "0.25"]) == 1
     assert "cannot write" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- patterns of Keras' own exports
+
+def test_float_casts_pass_through_and_other_casts_are_refused():
+    """Keras wraps layers in float32 -> float32 Casts (the input layout is read past them)."""
+    nodes = [helper.make_node("Cast", ["x"], ["c"], to=TensorProto.FLOAT),
+             helper.make_node("Transpose", ["c"], ["t"], perm=[0, 3, 1, 2]),
+             helper.make_node("Conv", ["t", "w"], ["y"], kernel_shape=[3, 3])]
+    model = check(make(nodes, {"w": rand(4, 3, 3, 3)}, [None, 7, 6, 3]), rand(2, 7, 6, 3))
+    assert model.layout == "NHWC"
+    nodes[0] = helper.make_node("Cast", ["x"], ["c"], name="to_int", to=TensorProto.INT64)
+    with pytest.raises(UnsupportedError, match="to_int.*Cast of a computed float32 tensor to ONNX type 7"):
+        onnx_to_graph(make(nodes, {"w": rand(4, 3, 3, 3)}, [None, 7, 6, 3]))
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("keepdims", [0, 1])
+@pytest.mark.parametrize("op,opset", [("ReduceMean", 13), ("ReduceMean", 18), ("ReduceMax", 18)])
+def test_reduce_over_spatial_axes_is_a_global_pool(layout, keepdims, op, opset):
+    axes = [2, 3] if layout == "NCHW" else [1, -2]
+    attrs, inits, ins = {"keepdims": keepdims}, {}, ["t"]
+    if opset < 18:
+        attrs["axes"] = axes
+    else:
+        inits["axes"], ins = np.array(axes, np.int64), ["t", "axes"]
+    first = (helper.make_node("Relu", ["x"], ["t"]) if layout == "NCHW" else
+             helper.make_node("Transpose", ["x"], ["t"], perm=[0, 2, 3, 1]))
+    nodes = [first, helper.make_node(op, ins, ["y"], **attrs)]
+    model = check(make(nodes, inits, [None, 5, 4, 3], opset=opset), rand(2, 5, 4, 3))
+    assert f"global_{'avg' if op == 'ReduceMean' else 'max'}_pool" in {n.op for n in model.source_graph.nodes}
+    bad = [first, helper.make_node(op, ["t"], ["y"], name="over_c", axes=[1, 2, 3])]
+    with pytest.raises(UnsupportedError, match="over_c.*only the two spatial axes"):
+        onnx_to_graph(make(bad, {}, [None, 5, 4, 3], opset=13))
+
+
+def shape_reshape(extra=()):
+    """Keras' Flatten with a dynamic batch: Reshape(x, Concat(Unsqueeze(Shape(x)[0]), [-1]))."""
+    return [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Shape", ["r"], ["s"]),
+            helper.make_node("Gather", ["s", "zero"], ["n"], axis=0), *extra,
+            helper.make_node("Unsqueeze", ["n", "zeros"], ["n1"]),
+            helper.make_node("Concat", ["n1", "minus1"], ["target"], axis=0),
+            helper.make_node("Reshape", ["r", "target"], ["f"], name="flat"),
+            helper.make_node("Gemm", ["f", "w"], ["y"])]
+
+
+def test_reshape_keeps_a_dynamic_batch_read_from_shape():
+    inits = {"zero": np.array(0, np.int64), "zeros": np.array([0], np.int64), "minus1": np.array([-1], np.int64),
+             "w": rand(30, 4)}
+    data = make(shape_reshape(), inits, [None, 2, 5, 3])
+    for n in (1, 4):
+        check(data, rand(n, 2, 5, 3, seed=n))
+    # arithmetic on the batch size cannot be folded: refused, naming the layer
+    inits["two"] = np.array(2, np.int64)
+    bad = make(shape_reshape([helper.make_node("Mul", ["n", "two"], ["n2"], name="double")]), inits, [None, 2, 5, 3])
+    m = onnx.load_from_string(bad)
+    next(n for n in m.graph.node if n.op_type == "Unsqueeze").input[0] = "n2"
+    with pytest.raises(UnsupportedError, match="double.*Mul computes with the dynamic batch size"):
+        onnx_to_graph(m)
+
+
+def test_integer_division_in_shape_arithmetic_truncates():
+    """Keras' 'same' padding arithmetic divides int64 shapes; ONNX integer Div rounds toward zero."""
+    nodes = [helper.make_node("Div", ["minus3", "two"], ["q"]), helper.make_node("Sub", ["one", "q"], ["top"]),
+             helper.make_node("Concat", ["z2", "top", "z5"], ["pads"], axis=0),
+             helper.make_node("Pad", ["x", "pads"], ["y"], mode="constant")]
+    inits = {"minus3": np.array([-3], np.int64), "two": np.array([2], np.int64), "one": np.array([1], np.int64),
+             "z2": np.zeros(2, np.int64), "z5": np.zeros(5, np.int64)}
+    model = check(make(nodes, inits, [None, 2, 3, 4]), rand(1, 2, 3, 4))
+    assert model.interface_shape == (2, 3, 4) and model(rand(1, 2, 3, 4)).shape == (1, 2, 5, 4)
+
+
+@pytest.mark.parametrize("pads,ok", [([0, 0, 0, 1], True), ([1, 0, 2, 1], True), ([0, 0, 0, 2], True),
+                                     ([0, 0, 0, 3], False), ([2, 0, 0, 0], True), ([0, 3, 0, 0], False)])
+def test_edge_pad_before_max_pool(pads, ok):
+    """torch Keras' uneven 'same' max pooling: an edge Pad changes no window's maximum while every window
+    still holds a real cell."""
+    t, l, b, r = pads
+    nodes = [helper.make_node("Pad", ["x", "pads"], ["p"], name="edge", mode="edge"),
+             helper.make_node("MaxPool", ["p"], ["y"], kernel_shape=[3, 3], strides=[2, 2])]
+    data = make(nodes, {"pads": np.array([0, 0, t, l, 0, 0, b, r], np.int64)}, [None, 2, 6, 7])
+    if ok:
+        check(data, rand(2, 2, 6, 7))
+    else:
+        with pytest.raises(UnsupportedError, match="window holds padding only"):
+            onnx_to_graph(data)
+    nodes[1] = helper.make_node("Relu", ["p"], ["y"])
+    with pytest.raises(UnsupportedError, match="edge.*only constant zeros, and edge right before MaxPool"):
+        onnx_to_graph(make(nodes, {"pads": np.array([0, 0, t, l, 0, 0, b, r], np.int64)}, [None, 2, 6, 7]))
+
+
+def test_pool_padding_as_large_as_the_window_is_refused():
+    node = helper.make_node("MaxPool", ["x"], ["y"], name="wide", kernel_shape=[2, 2], pads=[0, 2, 0, 0])
+    with pytest.raises(UnsupportedError, match="wide.*padding .* as large as the"):
+        onnx_to_graph(make([node], {}, [None, 2, 6, 7]))
