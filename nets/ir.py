@@ -165,6 +165,11 @@ def infer_shape(node: Node, in_shapes: list[tuple]) -> tuple:
     if op in ("conv2d", "depthwise_conv2d", "separable_conv2d", "max_pool2d", "avg_pool2d"):
         need_rank(x, 3)
         k = a["kernel_size"] if "kernel_size" in a else a["pool_size"]
+        if op in ("max_pool2d", "avg_pool2d"):
+            t, b, l, r = a["pad"]
+            if max(t, b) >= k[0] or max(l, r) >= k[1]:
+                raise ModelError(f"layer {name!r} ({op}): padding {a['pad']} is as large as the "
+                                 f"{k[0]}x{k[1]} window, so some windows would hold only padding")
         oh, ow = _window_out(name, x, k, a["strides"], a["pad"])
         if op == "conv2d" or op == "separable_conv2d":
             c = a["filters"]

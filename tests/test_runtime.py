@@ -141,3 +141,10 @@ def test_missing_weights_and_bad_threads():
         Model(toy_graph(), device="reference")
     with pytest.raises(ModelError, match="threads"):
         Model(fill_weights(toy_graph()), device="cpu", threads=999)
+
+
+def test_pool_padding_as_large_as_the_window_is_refused():
+    b = GraphBuilder("p")
+    x = b.input((8, 8, 4), name="in")
+    with pytest.raises(ModelError, match=r"layer 'pool'.*as large as the 2x2 window"):
+        b.max_pool2d(x, 2, 1, padding=(2, 0, 0, 0), name="pool")
