@@ -4,9 +4,9 @@ preprocessed input at batch 1 and 3. Logits must agree to max|ours - keras| / ma
 
 import numpy as np
 import pytest
+from keras_utils import keras_forward, randomize_keras_model, write_legacy_h5
 
 import nets
-from keras_utils import keras_forward, randomize_keras_model, write_legacy_h5
 
 NETWORKS = {
     "vgg16": "VGG16",
