@@ -32,6 +32,7 @@ import zipfile
 import numpy as np
 
 from nets.errors import ModelError, WeightsError
+from nets.weights import h5_member, h5py_module
 
 FORMATS = ("keras_h5_weights", "keras_h5_model", "keras3_weights", "keras_archive", "onnx")
 
@@ -177,7 +178,7 @@ def _json(text, where):
 
 def read_h5_model_config(path) -> dict:
     """The ``model_config`` JSON of a legacy full-model ``.h5``, parsed."""
-    import h5py
+    h5py = h5py_module()
 
     with h5py.File(path, "r") as f:
         raw = f.attrs["model_config"]
@@ -246,7 +247,7 @@ def load_keras3_weights(graph, f, path):
                                f"{len(node.weight_shapes)} arrays {dict(node.weight_shapes)}")
         arrays = {}
         for (wkey, shape), k in zip(node.weight_shapes.items(), keys):
-            ds = g[k]
+            ds = h5_member(g, k, where)
             if not hasattr(ds, "dtype") or ds.dtype.kind != "f" or tuple(ds.shape) != tuple(shape):
                 raise WeightsError(f"{where}: weight {wkey!r} expects a float array of shape {tuple(shape)}, "
                                    f"the file's vars/{k} is {getattr(ds, 'dtype', 'a group')} of shape "
@@ -258,12 +259,6 @@ def load_keras3_weights(graph, f, path):
     return graph
 
 
-def _json(text, where):
-    try:
-        config = json.loads(text)
-    except (ValueError, RecursionError) as e:
-        raise ModelError(f"{where}: the model config is not valid JSON: {e}") from None
-    return config
 
 
 

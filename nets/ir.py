@@ -211,6 +211,9 @@ def infer_shape(node: Node, in_shapes: list[tuple]) -> tuple:
         return (size,)
     if op == "reshape":
         target = list(a["target_shape"])
+        if target.count(-1) > 1 or any(d == 0 or d < -1 for d in target):
+            raise ModelError(f"layer {name!r} (reshape): target shape {tuple(target)} needs positive sizes "
+                             "and at most one -1")
         size = 1
         for d in x:
             size *= d

@@ -35,6 +35,7 @@ import numpy as np
 from nets.errors import KernelnetsError, ModelError, UnsupportedError
 from nets.formats import detect_format, load_keras3_weights, read_h5_model_config, read_keras_archive
 from nets.ir import Graph, GraphBuilder
+from nets.weights import h5py_module
 
 MAX_DIM = 1 << 16              # any configured size: H, W, C, filters, units, kernel side
 MAX_ELEMENTS = 1 << 28         # one activation per sample, or one weight array (1 GiB of float32)
@@ -454,7 +455,7 @@ def load_keras_model(path, input_shape=None) -> Graph:
     ``input_shape`` (H, W, C) replaces the input layer's shape (needed when it has unknown sizes).
     Sets ``graph.weights_source`` and ``graph.source_format``.
     """
-    import h5py
+    h5py = h5py_module()
 
     path = os.fspath(path)
     fmt = detect_format(path)

@@ -79,7 +79,7 @@ def _load_model_file(path, weights, input_shape, run) -> Model:
     if kind == "onnx":
         from nets.onnx_import import load_onnx
 
-        return load_onnx(path, device=run["device"], threads=run["threads"], fuse=run["fuse"])
+        return load_onnx(path, **run)
     from nets.keras_import import load_keras_model
 
     graph = load_keras_model(path, input_shape=input_shape)

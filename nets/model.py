@@ -34,6 +34,9 @@ class Model:
     def __init__(self, graph: Graph, device: str = "cpu", threads: int | None = None,
                  weights_source: str = "", preprocess: str | None = None, fuse: bool = True,
                  cuda_graph: bool | None = None):
+        if len(graph.inputs) != 1:
+            raise ModelError(f"graph {graph.name!r} has {len(graph.inputs)} inputs; models with exactly one "
+                             "input are supported")
         self.source_graph = graph
         self.name = graph.name
         self.device = device
@@ -108,14 +111,20 @@ class Model:
         return x
 
     def __call__(self, x):
-        x = self.check_input(x)
+        outs = self.to_interface(self._run(self.check_input(x)))
+        return outs[0] if len(outs) == 1 else outs
+
+    def _run(self, x) -> list:
+        """The graph outputs for a checked NHWC input."""
         if self.device == "gpu":           # numpy in, numpy out; cupy in, cupy out
-            outs = self.gpu_runner(x.shape[0]).run(x)
-            return outs[0] if len(outs) == 1 else outs
+            return self.gpu_runner(x.shape[0]).run(x)
         if self.device == "cpu":
             set_threads(self.threads)
-        outs = self.executor(x.shape[0]).run(x)
-        return outs[0] if len(outs) == 1 else outs
+        return self.executor(x.shape[0]).run(x)
+
+    def to_interface(self, outs: list) -> list:
+        """Outputs as the caller expects them (importers with another layout override this)."""
+        return outs
 
     def timed(self, x, repeat: int = 10, warmup: int = 2) -> dict:
         """First-run and steady-state latency in seconds (median of ``repeat``)."""

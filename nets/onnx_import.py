@@ -32,7 +32,7 @@ import numpy as np
 
 from nets.errors import InputError, KernelnetsError, ModelError, UnsupportedError, WeightsError
 from nets.ir import Graph, GraphBuilder
-from nets.model import Model, set_threads
+from nets.model import Model
 from nets.onnx_ops import IDENT2, IDENT4, NCHW, OpConverters, _Val
 
 MAX_ELEMENTS = 1 << 28          # per sample per activation: 1 GiB of float32
@@ -515,19 +515,12 @@ class OnnxModel(Model):
                 y = y.transpose(v.perm)
             if v.order is not None:
                 y = y.reshape(len(y), -1)[:, v.order]
-            res.append(np.ascontiguousarray(y))
+            res.append(y.copy() if not y.flags.c_contiguous else y)
         return res
 
-    def __call__(self, x):
-        x = self.check_input(x)
-        if self.device == "cpu":
-            set_threads(self.threads)
-        outs = self.to_interface(self.executor(x.shape[0]).run(x))
-        return outs[0] if len(outs) == 1 else outs
 
-
-def load_onnx(path, device: str = "cpu", threads: int | None = None, fuse: bool = True) -> OnnxModel:
+def load_onnx(path, device: str = "cpu", threads: int | None = None, fuse: bool = True, **model_kw) -> OnnxModel:
     """An ONNX model file as a runnable model (see ``OnnxModel`` for the input/output layout)."""
     graph, interface = onnx_to_graph(path)
     return OnnxModel(graph, interface, device=device, threads=threads, weights_source=os.fspath(path),
-                     fuse=fuse)
+                     fuse=fuse, **model_kw)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nets.errors import ModelError
+from nets.errors import ModelError, WeightsError
 from nets.ir import Graph, Node
 
 EPILOGUE_OPS = ("conv2d", "depthwise_conv2d", "dense", "add", "channel_affine")
@@ -104,6 +104,12 @@ def lower(g: Graph) -> Graph:
 def _bn_scale_shift(bn: Node, channels: int):
     w = bn.weights
     eps = bn.attrs["epsilon"]
+    for k, arr in w.items():
+        if not np.isfinite(arr).all():
+            raise WeightsError(f"layer {bn.name!r}: BatchNormalization {k} holds NaN or infinite values")
+    if not (w["moving_variance"].astype(np.float64) + eps > 0).all():
+        raise WeightsError(f"layer {bn.name!r}: BatchNormalization moving_variance + epsilon must be > 0 "
+                           f"(min variance {float(np.min(w['moving_variance'])):g}, epsilon {eps:g})")
     gamma = w["gamma"].astype(np.float64) if "gamma" in w else np.ones(channels)
     beta = w["beta"].astype(np.float64) if "beta" in w else np.zeros(channels)
     scale = gamma / np.sqrt(w["moving_variance"].astype(np.float64) + eps)
@@ -159,11 +165,13 @@ def fold_zero_pad(g: Graph) -> Graph:
             continue
         # Zeros padded before a max pool only equal the pool's own "never wins" padding when
         # every real value is >= 0 and the pool adds no padding of its own.
+        pad = tuple(int(a + b) for a, b in zip(nxt.attrs["pad"], zp.attrs["pad"]))
         ok = nxt.op in ("conv2d", "depthwise_conv2d") or (
-            nxt.op == "max_pool2d" and nxt.attrs["pad"] == (0, 0, 0, 0) and _non_negative(g, zp.inputs[0]))
-        if not ok:
+            nxt.op == "max_pool2d" and nxt.attrs["pad"] == (0, 0, 0, 0) and _non_negative(g, zp.inputs[0])
+            and max(pad[:2]) < nxt.attrs["pool_size"][0] and max(pad[2:]) < nxt.attrs["pool_size"][1])
+        if not ok:      # (a window of nothing but padding must see the zeros, so the pad stays a node)
             continue
-        nxt.attrs["pad"] = tuple(int(a + b) for a, b in zip(nxt.attrs["pad"], zp.attrs["pad"]))
+        nxt.attrs["pad"] = pad
         nxt.inputs = [zp.inputs[0] if v == zp.output else v for v in nxt.inputs]
         nxt.fused.insert(0, zp.name)
         g.nodes.remove(zp)

@@ -84,11 +84,9 @@ def plan_memory(g: Graph, batch: int) -> MemoryPlan:
     slices = find_concat_slices(g)
     views = {}
     for node in g.nodes:
-        if node.op == "reshape":
+        if node.op == "reshape":       # (its input is never a concat slice: only the concat reads those)
             src = node.inputs[0]
-            src = views.get(src, src)
-            if src not in slices:            # a channel slice is not contiguous: copy instead
-                views[node.output] = src
+            views[node.output] = views.get(src, src)
     step = {v: -1 for v in g.inputs}
     last = {}
     for i, node in enumerate(g.nodes):

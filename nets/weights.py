@@ -38,7 +38,7 @@ HDF5_ATTR_LIMIT = 64512
 _LIST_MAX = 10
 
 
-def _h5py():
+def h5py_module():
     try:
         import h5py
     except ImportError as e:
@@ -97,20 +97,32 @@ def _weights_group(f, path):
                        "a 'model_weights' group")
 
 
-def _dataset(layer_group, wname):
+def h5_member(group, key, where):
+    """``group[key]`` refusing what would read other files: external links, and datasets whose data
+    lives in external files or is virtual (a crafted weights file could point them anywhere)."""
+    h5py = h5py_module()
+    if isinstance(group.get(key, getlink=True), h5py.ExternalLink):
+        raise WeightsError(f"{where}: {key!r} is a link to another file; refusing to follow it")
+    obj = group[key]
+    if isinstance(obj, h5py.Dataset) and (obj.external or obj.is_virtual):
+        raise WeightsError(f"{where}: dataset {key!r} keeps its data outside this file; refusing to read it")
+    return obj
+
+
+def _dataset(layer_group, wname, where):
     """The dataset named ``wname``, tolerating a name listed with ':0' but stored without, or back."""
     for key in (wname, wname[:-2] if wname.endswith(":0") else wname + ":0"):
         if key in layer_group:
-            return layer_group[key]
+            return h5_member(layer_group, key, where)
     return None
 
 
 def _read_layer(root, lname, path) -> list[tuple[str, object]]:
     """(weight name, dataset) pairs; the data is read only after its shape has been checked."""
-    group = root[lname]
+    group = h5_member(root, lname, path)
     out = []
     for wname in read_string_list(group, "weight_names"):
-        ds = _dataset(group, wname)
+        ds = _dataset(group, wname, f"{path}: layer {lname!r}")
         if ds is None or not hasattr(ds, "shape"):
             raise WeightsError(f"{path}: layer {lname!r} lists weight {wname!r} but has no such dataset")
         if ds.dtype.kind != "f":
@@ -153,7 +165,7 @@ def load_h5_weights(graph: Graph, path) -> Graph:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise WeightsError(f"{path}: no such weights file")
-    h5py = _h5py()
+    h5py = h5py_module()
     try:
         with h5py.File(path, "r") as f:
             loaded, mode, generation, eps = _load_from_file(graph, f, path)
@@ -216,7 +228,7 @@ def _load_from_file(graph, f, path):
     for lname in read_string_list(root, "layer_names"):
         if lname not in root:
             raise WeightsError(f"{path}: 'layer_names' lists {lname!r} but the file has no such group")
-        if read_string_list(root[lname], "weight_names"):
+        if read_string_list(h5_member(root, lname, path), "weight_names"):
             file_layers.append(lname)
     generation = file_generation(file_layers)
     by_name = {n: n for n in file_layers}
@@ -255,7 +267,7 @@ def save_h5_weights(graph: Graph, path) -> None:
     Every layer except inputs is listed in ``layer_names``; weightless ones get empty ``weight_names``,
     as in Keras' own files.
     """
-    h5py = _h5py()
+    h5py = h5py_module()
     missing = [n.name for n in graph.weighted_nodes() if set(n.weights) != set(n.weight_shapes)]
     if missing:
         raise WeightsError(f"{path}: cannot save, {len(missing)} layers have no (or incomplete) weights: "
