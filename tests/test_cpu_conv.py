@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from kernels import conv_output_size
 from kernels import reference as ref
-from kernels.cpu.conv import SERIAL_FLOPS, conv2d, pack_conv2d
+from kernels.cpu.conv import SERIAL_FLOPS, SERIAL_WEIGHT_BYTES, conv2d, pack_conv2d
+from kernels.cpu.conv_tile import MR
 
 TOL = 1e-5
 WINO_TOL = 3e-5     # F(4x4, 3x3) transforms amplify rounding ~3-10x (see kernels/cpu/winograd.py)
@@ -100,6 +101,33 @@ def test_epilogue(act, residual, rng, threads):
     assert max_rel_err(ours, want, packed.pre_act_max) <= tol(packed)
     if act == "relu6":
         assert ours.max() <= 6.0 and ours.min() >= 0.0
+
+
+# Outputs of fewer than MR pixels take the one-pixel tile; weights of >= SERIAL_WEIGHT_BYTES take the
+# parallel path even though the FLOPs are few (the classifier on a 1x1 map).
+FEW_PIXEL_CASES = {
+    "logits_1x1_1024_1000": (1, 1, 1, 1024, 1000, 1, 1, (1, 1), (0, 0, 0, 0)),
+    "batch3_1x1_small_weights": (3, 1, 1, 40, 70, 1, 1, (1, 1), (0, 0, 0, 0)),
+    "3x3_on_2x2_map_padded": (1, 2, 2, 300, 260, 3, 3, (1, 1), (1, 1, 1, 1)),
+    "3x3_s2_batch2_one_pixel": (2, 3, 2, 33, 130, 3, 3, (2, 2), (1, 0, 1, 0)),
+}
+
+
+@pytest.mark.parametrize("case", list(FEW_PIXEL_CASES), ids=list(FEW_PIXEL_CASES))
+@pytest.mark.parametrize("residual", [False, True], ids=["plain", "residual"])
+def test_fewer_pixels_than_a_tile(case, residual, rng, threads):
+    n, h, w, cin, cout, kh, kw, stride, pad = FEW_PIXEL_CASES[case]
+    ours, want, out, sl, packed = run_case(rng, n, h, w, cin, cout, kh, kw, stride, pad, act="relu6",
+                                           residual=residual, extra_before=3, extra_after=5)
+    assert out.shape[0] * out.shape[1] * out.shape[2] < MR
+    assert max_rel_err(ours, want, packed.pre_act_max) <= TOL
+    assert np.all(np.delete(out, np.arange(out.shape[-1])[sl], axis=-1) == FILL)
+
+
+def test_few_pixel_cases_cover_the_weight_bound_parallel_path():
+    big = [4 * kh * kw * ci * -(-co // 64) * 64 >= SERIAL_WEIGHT_BYTES
+           for _, _, _, ci, co, kh, kw, _, _ in FEW_PIXEL_CASES.values()]
+    assert 1 <= sum(big) < len(big)
 
 
 def test_no_bias(rng):

@@ -52,6 +52,7 @@ from kernels.cpu.conv_tile import (
 )
 
 SERIAL_FLOPS = 4_000_000      # below this the fork/join of the thread pool costs more than it saves
+SERIAL_WEIGHT_BYTES = 1 << 20  # ... unless the packed weights are at least this big (streamed from L3/DRAM)
 _ACT_CODES = {None: ACT_NONE, "relu": ACT_RELU, "relu6": ACT_RELU6}
 _NO_RESIDUAL = np.zeros((1, 1), np.float32)
 _NO_RESIDUAL4 = np.zeros((1, 1, 1, 1), np.float32)
@@ -123,7 +124,10 @@ def conv2d(x, packed, out, stride, pad, act=None, residual=None, out_c0=0):
     has_res = residual is not None
     res2 = residual.reshape(m_total, cout) if has_res else _NO_RESIDUAL
     args = (xp.reshape(-1), packed.weights, packed.bias, out2, res2, geom, _ACT_CODES[act], has_res)
-    if threads == 1 or 2 * m_total * kh * kw * cin * cout < SERIAL_FLOPS:
+    # a layer with few pixels but a large weight matrix (the 1x1 classifier on a 1x1 map) is bound by
+    # streaming its weights: two cores stream them ~2x faster although the FLOPs are few
+    small = 2 * m_total * kh * kw * cin * cout < SERIAL_FLOPS and packed.weights.nbytes < SERIAL_WEIGHT_BYTES
+    if threads == 1 or small:
         conv_tiles_serial(*args)
     else:
         conv_tiles_parallel(*args, threads)

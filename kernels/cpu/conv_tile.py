@@ -47,12 +47,22 @@ def _tile(xf, wb, bias, out2, res2, m0, cb, geom, act, has_res):
     """Compute output pixels [m0, m0+MR) x channels [cb*NR, cb*NR+NR) and store the valid part."""
     ohw, ow_n, sh, sw, img, rowstride, cin, kh, kk, m_total, cout, c0 = geom
     last = m_total - 1
-    o0 = _pixel_offset(m0, last, ohw, ow_n, sh, sw, img, rowstride, cin)
-    o1 = _pixel_offset(m0 + 1, last, ohw, ow_n, sh, sw, img, rowstride, cin)
-    o2 = _pixel_offset(m0 + 2, last, ohw, ow_n, sh, sw, img, rowstride, cin)
-    o3 = _pixel_offset(m0 + 3, last, ohw, ow_n, sh, sw, img, rowstride, cin)
-    o4 = _pixel_offset(m0 + 4, last, ohw, ow_n, sh, sw, img, rowstride, cin)
-    o5 = _pixel_offset(m0 + 5, last, ohw, ow_n, sh, sw, img, rowstride, cin)
+    if img == ohw * cin:
+        # unpadded 1x1 stride 1: pixel m's inputs start at m * cin (no divisions: they cost as
+        # much as the k loop when cin is 32-64)
+        o0 = min(m0, last) * cin
+        o1 = min(m0 + 1, last) * cin
+        o2 = min(m0 + 2, last) * cin
+        o3 = min(m0 + 3, last) * cin
+        o4 = min(m0 + 4, last) * cin
+        o5 = min(m0 + 5, last) * cin
+    else:
+        o0 = _pixel_offset(m0, last, ohw, ow_n, sh, sw, img, rowstride, cin)
+        o1 = _pixel_offset(m0 + 1, last, ohw, ow_n, sh, sw, img, rowstride, cin)
+        o2 = _pixel_offset(m0 + 2, last, ohw, ow_n, sh, sw, img, rowstride, cin)
+        o3 = _pixel_offset(m0 + 3, last, ohw, ow_n, sh, sw, img, rowstride, cin)
+        o4 = _pixel_offset(m0 + 4, last, ohw, ow_n, sh, sw, img, rowstride, cin)
+        o5 = _pixel_offset(m0 + 5, last, ohw, ow_n, sh, sw, img, rowstride, cin)
     acc = _stack_tile()
     for p in range(MR):
         for c in range(NR):
@@ -100,6 +110,40 @@ def _tile(xf, wb, bias, out2, res2, m0, cb, geom, act, has_res):
                     orow[c] = min(max(acc[p, c] + bias_b[c], lo), hi)
 
 
+_row_tile = stack_tile(1, NR)
+
+
+@njit(fastmath=True, cache=True, inline="always")
+def _tile_row(xf, wb, bias, out2, res2, m, cb, geom, act, has_res):
+    """One output pixel x NR channels: the tile for outputs of fewer than MR pixels (the classifier
+    on a 1x1 map), where the 6-pixel tile would do 6x the FMAs for one row of weights."""
+    ohw, ow_n, sh, sw, img, rowstride, cin, kh, kk, m_total, cout, c0 = geom
+    o = _pixel_offset(m, m, ohw, ow_n, sh, sw, img, rowstride, cin)
+    acc = _row_tile()
+    for c in range(NR):
+        acc[0, c] = np.float32(0.0)
+    for i in range(kh):
+        xi = xf[o + i * rowstride:]
+        wi = wb[i]
+        for k in range(kk):
+            a = xi[k]
+            for c in range(NR):
+                acc[0, c] += a * wi[k, c]
+    n0 = cb * NR
+    nc = min(NR, cout - n0)
+    lo = np.float32(0.0) if act != ACT_NONE else np.float32(-3.0e38)
+    hi = np.float32(6.0) if act == ACT_RELU6 else np.float32(3.0e38)
+    orow = out2[m, c0 + n0:c0 + n0 + nc]
+    bias_b = bias[n0:n0 + NR]
+    if has_res:
+        rrow = res2[m, n0:n0 + nc]
+        for c in range(nc):
+            orow[c] = min(max(acc[0, c] + bias_b[c] + rrow[c], lo), hi)
+    else:
+        for c in range(nc):
+            orow[c] = min(max(acc[0, c] + bias_b[c], lo), hi)
+
+
 @njit(fastmath=True, cache=True)
 def _tile_blocks(nmt, nb, threads):
     """Split nmt tiles into equal blocks of <= MC, with a block count that lets every thread get an
@@ -122,6 +166,10 @@ def conv_tiles_parallel(xf, wp, bias, out2, res2, geom, act, has_res, threads):
         mb = t // nb
         cb = t - mb * nb
         wb = wp[cb]
+        if m_total < MR:
+            for m in range(m_total):
+                _tile_row(xf, wb, bias, out2, res2, m, cb, geom, act, has_res)
+            continue
         for mt in range(mb * bs, min(nmt, mb * bs + bs)):
             _tile(xf, wb, bias, out2, res2, mt * MR, cb, geom, act, has_res)
 
@@ -133,6 +181,11 @@ def conv_tiles_serial(xf, wp, bias, out2, res2, geom, act, has_res):
     nmt = (m_total + MR - 1) // MR
     nmb = (nmt + MC - 1) // MC
     nb = wp.shape[0]
+    if m_total < MR:
+        for cb in range(nb):
+            for m in range(m_total):
+                _tile_row(xf, wp[cb], bias, out2, res2, m, cb, geom, act, has_res)
+        return
     for mb in range(nmb):
         for cb in range(nb):
             wb = wp[cb]
