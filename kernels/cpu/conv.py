@@ -9,7 +9,16 @@ The last two are the same micro-kernel (``kernels/cpu/conv_tile.py``): a tile of
 output channels held in 24 zmm registers, summed over kernel rows of contiguous ``kw * cin``
 input runs. Padding is done by copying the input once per call into a zero-bordered scratch
 buffer cached on the packed object (borders are zeroed once, only the interior is rewritten), so
-the hot loop is branch-free. Layers under ``SERIAL_FLOPS`` run on the calling thread.
+the hot loop is branch-free. Layers under ``SERIAL_FLOPS`` run on the calling thread unless their
+packed weights reach ``SERIAL_WEIGHT_BYTES`` (then streaming the weights is the cost, and two cores
+stream them faster: MobileNet's 1x1 1024>1000 classifier 54 -> 31 us in isolation, 148 -> 78 us
+in the network). Outputs of fewer than 6 pixels use a one-pixel tile (6x fewer FMAs for the same
+weights). Unpadded 1x1 stride-1 layers find each pixel's inputs at ``m * cin`` instead of
+dividing ``m`` by the map size: a tile's 12 integer divisions cost as much as its k loop when
+cin is 32-64 (MobileNet pw1 32>64 at 2 threads 0.174 -> 0.147 ms, the other pointwise shapes 5-8%).
+Per-tile overhead outside the k loop is still ~560 cycles (a fit of cycles per tile against K on
+1x1 layers at 1 thread: 560 + 11.2 K), which is what keeps K = 27 stems (MobileNet conv1: 1100 cycles per
+tile, 40 GFLOP/s) far from peak.
 
 ``conv_tiles_*.inspect_asm()`` (with NUMBA_CACHE_DIR pointing at an empty folder: cached code
 cannot be inspected) shows the k loop as 24 ``vfmadd231ps`` on zmm registers, 4 weight loads and 6
