@@ -93,14 +93,15 @@ def interleaved(fns: dict, repeat: int, warmup: int, budget_s: float) -> dict:
             except Exception as e:  # noqa: BLE001 - reported in the row
                 errors[k] = _short(e)
                 del live[k]
-    # Both runtimes keep their worker threads spinning for a moment after a run, which steals the
-    # other runtime's second core when they alternate call by call. So time in small blocks per
-    # runtime, with a pause between blocks and the first call of each block untimed.
+    # Both runtimes keep their worker threads spinning for a moment after a run (ONNX Runtime's
+    # intra-op worker ~36 ms here), which steals the other runtime's second core when they alternate.
+    # So time in small blocks per runtime, with a pause longer than that spin between blocks and the
+    # first call of each block untimed.
     start = time.perf_counter()
     block = 3
     for r in range(-(-repeat // block)):
         for k, fn in list(live.items()):
-            time.sleep(0.02)
+            time.sleep(0.1)
             fn()
             for _ in range(block):
                 t0 = time.perf_counter()
