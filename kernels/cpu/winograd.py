@@ -55,18 +55,15 @@ _G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
 
 def transform_weights(kernel):
     """HWIO (3, 3, cin, cout) -> U = G g G^T packed [ceil(cout/NR), 36, cin, NR] (zero-padded
-    channels), computed in float64 one channel block at a time so the temporaries stay small."""
+    channels). All 36 points at once as one float64 product kron(G, G) @ g over the 9 taps: point
+    a * 6 + b takes sum_ij G[a, i] G[b, j] g[i, j]."""
     kernel = np.asarray(kernel)
     _, _, cin, cout = kernel.shape
     nb = -(-cout // NR)
-    packed = np.empty((nb, POINTS, cin, NR), np.float32)
-    for cb in range(nb):
-        block = np.zeros((3, 3, cin, NR), np.float64)
-        block[..., :min(NR, cout - cb * NR)] = kernel[..., cb * NR:(cb + 1) * NR]
-        rows = np.tensordot(_G, block, axes=(1, 0))                          # (6, 3, cin, NR)
-        u = np.tensordot(rows, _G, axes=(1, 1))                              # (6, cin, NR, 6)
-        packed[cb] = u.transpose(0, 3, 1, 2).reshape(POINTS, cin, NR)
-    return packed
+    u = np.kron(_G, _G) @ kernel.reshape(9, cin * cout).astype(np.float64)     # (36, cin * cout)
+    padded = np.zeros((POINTS, cin, nb * NR), np.float32)
+    padded[..., :cout] = u.reshape(POINTS, cin, cout)
+    return np.ascontiguousarray(padded.reshape(POINTS, cin, nb, NR).transpose(2, 0, 1, 3))
 
 
 @njit(fastmath=True, cache=True, inline="always")
