@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nets.errors import KernelnetsError
-from nets.profile import device_sync, versions
+from nets.profile import device_sync, time_runs, versions
 
 TOL = 1e-4
 
@@ -95,21 +95,8 @@ def measure_side(model, x, repeat: int, warmup: int, bar=None) -> dict:
     for step in ex.steps:
         step.run()
         values[step.node.output] = _to_numpy(xp, ex.buffer(step.node.output)).copy()
-    for _ in range(warmup):
-        ex.run(x)
-    e2e, per_step = [], []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        ex.run(x)
-        if sync is not None:
-            sync()
-        e2e.append(time.perf_counter() - t0)
-        times: list = []
-        ex.run(x, timings=times, sync=sync)
-        per_step.append(times)
-        if bar is not None:
-            bar.update(model.device)
-    med = np.median(np.array(per_step), axis=0)
+    tick = None if bar is None else (lambda _note: bar.update(model.device))
+    e2e, med, _ = time_runs(ex, x, repeat, warmup, sync, tick)
     steps = [dict(layer=s.node.name, op=s.node.op, kernel=s.kernel, value=s.node.output, time_ms=float(t) * 1e3,
                   fused=list(s.node.fused)) for s, t in zip(ex.steps, med)]
     outputs = [values[v] for v in model.graph.outputs]

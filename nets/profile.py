@@ -299,6 +299,28 @@ def write_chrome_trace(profiles: list[Profile], path):
         json.dump(events, fh)
 
 
+def time_runs(ex, x, repeat: int, warmup: int, sync=None, tick=None):
+    """Uninstrumented end-to-end seconds per run, each step's median seconds from instrumented runs,
+    and each instrumented run's total; the two kinds alternate so both see the same machine state."""
+    for _ in range(warmup):
+        ex.run(x)
+        if tick is not None:
+            tick("warm-up")
+    e2e, per_step = [], []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        ex.run(x)
+        if sync is not None:
+            sync()
+        e2e.append(time.perf_counter() - t0)
+        times: list = []
+        ex.run(x, timings=times, sync=sync)
+        per_step.append(times)
+        if tick is not None:
+            tick("timing")
+    return e2e, np.median(np.array(per_step), axis=0), [sum(t) for t in per_step]
+
+
 def profile_model(model, x, repeat: int = 20, warmup: int = 3, peaks: dict | None = None,
                   progress: bool = True, launch_floor_us: float = 20.0) -> Profile:
     """Profile ``model`` on input ``x`` (see the module docstring). ``peaks``: a ``nets.peaks`` result
@@ -341,24 +363,10 @@ def profile_model(model, x, repeat: int = 20, warmup: int = 3, peaks: dict | Non
     bar.close()
 
     bar = Progress(warmup + repeat, "profiling", stream=stream)
-    for _ in range(warmup):
-        ex.run(x)
-        bar.update("warm-up")
-    e2e, per_step = [], []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        ex.run(x)
-        if sync is not None:
-            sync()
-        e2e.append(time.perf_counter() - t0)
-        times: list = []
-        ex.run(x, timings=times, sync=sync)
-        per_step.append(times)
-        bar.update("timing")
+    e2e, med, instrumented = time_runs(ex, x, repeat, warmup, sync, bar.update)
     bar.close()
     if stream is not None:
         stream.close()
-    med = np.median(np.array(per_step), axis=0)
     total = float(med.sum())
 
     source = {n.name: n for n in model.source_graph.nodes}
@@ -402,7 +410,7 @@ def profile_model(model, x, repeat: int = 20, warmup: int = 3, peaks: dict | Non
         model=model.name, batch=batch, device=model.device, device_name=device_name,
         threads=model.threads if model.device == "cpu" else None, repeat=repeat, warmup=warmup,
         e2e_median_ms=e2e_med * 1e3, e2e_min_ms=float(np.min(e2e)) * 1e3, sum_layers_ms=total * 1e3,
-        instrumented_median_ms=float(np.median([sum(t) for t in per_step])) * 1e3,
+        instrumented_median_ms=float(np.median(instrumented)) * 1e3,
         unattributed_ms=(e2e_med - total) * 1e3, first_run_ms=first_total * 1e3, setup_ms=setup * 1e3,
         total_gflop=2 * macs / 1e9, e2e_gflops=2 * macs / e2e_med / 1e9, kernels=len(ex.steps),
         source_layers=len(source), ceilings=ceil, peaks=peaks, launch_floor_us=launch_floor_us,
