@@ -146,22 +146,25 @@ def _tile_row(xf, wb, bias, out2, res2, m, cb, geom, act, has_res):
 
 @njit(fastmath=True, cache=True)
 def _tile_blocks(nmt, nb, threads):
-    """Split nmt tiles into equal blocks of <= MC, with a block count that lets every thread get an
-    equal number of (block, channel block) work items (static scheduling gives each a contiguous run)."""
+    """Number of tile blocks (of <= MC tiles): a count that gives every thread an equal number of
+    (block, channel block) work items (static scheduling hands each a contiguous run)."""
     nmb = (nmt + MC - 1) // MC
     if nb % threads != 0:
         nmb = min(nmt, (nmb + threads - 1) // threads * threads)
-    return nmb, (nmt + nmb - 1) // nmb
+    return nmb
 
 
 @njit(parallel=True, fastmath=True, cache=True)
 def conv_tiles_parallel(xf, wp, bias, out2, res2, geom, act, has_res, threads):
     """Work item = (block of <= MC tiles, channel block): the weight panel of a channel block is
-    reused across the block's tiles while it is hot in L1/L2."""
+    reused across the block's tiles while it is hot in L1/L2. Block mb covers tiles
+    [mb * nmt // nmb, (mb + 1) * nmt // nmb), so block sizes differ by at most one tile and both
+    threads get the same work (fixed-size blocks left the last thread up to 13% short: 131 tiles
+    as 10 x 14 gave 70 vs 61)."""
     m_total = geom[9]
     nmt = (m_total + MR - 1) // MR
     nb = wp.shape[0]
-    nmb, bs = _tile_blocks(nmt, nb, threads)
+    nmb = _tile_blocks(nmt, nb, threads)
     for t in prange(nmb * nb):
         mb = t // nb
         cb = t - mb * nb
@@ -170,7 +173,7 @@ def conv_tiles_parallel(xf, wp, bias, out2, res2, geom, act, has_res, threads):
             for m in range(m_total):
                 _tile_row(xf, wb, bias, out2, res2, m, cb, geom, act, has_res)
             continue
-        for mt in range(mb * bs, min(nmt, mb * bs + bs)):
+        for mt in range(mb * nmt // nmb, (mb + 1) * nmt // nmb):
             _tile(xf, wb, bias, out2, res2, mt * MR, cb, geom, act, has_res)
 
 
