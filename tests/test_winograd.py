@@ -83,6 +83,14 @@ def test_matches_reference(case, threads, rng):
     assert untouched
 
 
+def test_cases_cover_the_shared_input_transform():
+    """With 2 threads, few tiles and >= 2 channel blocks the input transform runs as its own parallel
+    loop into one shared V (output channels split in groups); test_matches_reference covers both."""
+    plans = [wino.plan_blocks(n * -(-(h + p[0] + p[1] - 2) // 4) * -(-(w + p[2] + p[3] - 2) // 4), -(-co // 64), 2)
+             for n, h, w, _, co, p in CASES.values()]
+    assert any(ng > 1 for _, ng, _ in plans) and any(ng == 1 for _, ng, _ in plans)
+
+
 @pytest.mark.parametrize("act", [None, "relu", "relu6"])
 @pytest.mark.parametrize("residual", [False, True])
 def test_epilogue_and_channel_slice(act, residual, rng):
@@ -110,16 +118,26 @@ def test_not_chosen_for_stride2_few_channels_or_tiny_maps(rng):
     assert np.abs(out - want).max() / np.abs(want).max() <= 1e-5
 
 
-@pytest.mark.parametrize("n_tiles,nb,threads", [(3136, 1, 2), (49, 2, 2), (16, 8, 2), (16, 1, 2), (5, 3, 1),
-                                                (49, 8, 1)])
+@pytest.mark.parametrize("n_tiles,nb,threads", [(3136, 1, 2), (196, 1, 2), (49, 2, 2), (16, 8, 2), (16, 1, 2),
+                                                (5, 3, 1), (49, 8, 1), (2, 1, 2)])
 def test_plan_blocks_covers_every_tile_once(n_tiles, nb, threads):
-    tb, ng = wino.plan_blocks(n_tiles, nb, threads)
+    tb, ng, n_mb = wino.plan_blocks(n_tiles, nb, threads)
     assert tb % 6 == 0 and 6 <= tb <= max(wino.TB_MAX, 6)
-    n_mb = -(-n_tiles // tb)
-    assert (n_mb - 1) * tb < n_tiles <= n_mb * tb
-    assert 1 <= ng <= max(nb, 1)
-    if threads > 1 and n_tiles > tb:
-        assert (n_mb * ng) % threads == 0 or n_mb * ng >= 4 * threads
+    assert 1 <= ng <= max(nb, 1) and 1 <= n_mb <= n_tiles
+    ranges = [wino.block_range(mb, n_tiles, n_mb) for mb in range(n_mb)]
+    starts = [t0 for t0, _ in ranges]
+    sizes = np.array([nt for _, nt in ranges])
+    assert starts == sorted(starts) and all(t0 % 6 == 0 for t0 in starts)
+    assert starts[0] == 0 and starts[-1] + sizes[-1] == n_tiles and sizes.sum() == n_tiles
+    assert sizes.min() >= 1 and sizes.max() <= tb
+    groups = -(-sizes // 6)                 # GEMM row tiles per block: equal to within one
+    assert groups.max() - groups.min() <= 1
+    if threads > 1 and -(-n_tiles // 6) >= threads:
+        # static scheduling: contiguous equal runs of work items give each thread the same tile count
+        items = np.repeat(sizes, ng)
+        assert len(items) % threads == 0
+        per_thread = items.reshape(threads, -1).sum(axis=1)
+        assert per_thread.max() - per_thread.min() <= 6 * len(items) // threads
 
 
 def test_scratch_reused_across_calls(rng):

@@ -65,6 +65,7 @@ SERIAL_WEIGHT_BYTES = 1 << 20  # ... unless the packed weights are at least this
 _ACT_CODES = {None: ACT_NONE, "relu": ACT_RELU, "relu6": ACT_RELU6}
 _NO_RESIDUAL = np.zeros((1, 1), np.float32)
 _NO_RESIDUAL4 = np.zeros((1, 1, 1, 1), np.float32)
+_NO_VALL = np.zeros((1, 1, 1), np.float32)
 _WINO_SCRATCH = {}            # (tiles per block, cin) -> per-thread buffers shared by all layers (run one by one)
 WINO_MIN_TILES = 8            # 7x7 maps (4 tiles, 8x8 computed for 7x7) with 512 channels: 1.25x slower
 WINO_MIN_CHANNELS = 64        # cin and cout below this: the transforms cost more than the GEMM saves
@@ -164,13 +165,18 @@ def conv2d_winograd(x, packed, out, pad, act, residual, out_c0, threads):
     n_tiles = n * th * tw
     if packed.wino_weights is None:
         packed.wino_weights = wino.transform_weights(packed._kernel)
-    tb, ng = wino.plan_blocks(n_tiles, packed.wino_weights.shape[0], threads)
+    tb, ng, n_mb = wino.plan_blocks(n_tiles, packed.wino_weights.shape[0], threads)
     key = (tb, cin)
     scratch = _WINO_SCRATCH.get(key)
     if scratch is None:
         scratch = _WINO_SCRATCH[key] = wino.WinogradScratch(numba.config.NUMBA_NUM_THREADS, tb, cin)
-    geom = (th, tw, oh, ow, cout, int(out_c0), tb, ng, n_tiles)
+    geom = (th, tw, oh, ow, cout, int(out_c0), tb, ng, n_tiles, n_mb)
+    vall = _NO_VALL
+    if ng > 1:
+        vall = _WINO_SCRATCH.get(("all", n_tiles + tb, cin))
+        if vall is None:
+            vall = _WINO_SCRATCH[("all", n_tiles + tb, cin)] = np.zeros((wino.POINTS, n_tiles + tb, cin), np.float32)
     has_res = residual is not None
     args = (xp, packed.wino_weights, packed.bias, out, residual if has_res else _NO_RESIDUAL4, geom,
-            _ACT_CODES[act], has_res, scratch.v, scratch.m, scratch.tmp, scratch.s)
+            _ACT_CODES[act], has_res, scratch.v, scratch.m, scratch.tmp, scratch.s, vall)
     wino.winograd_conv(*args)

@@ -67,11 +67,11 @@ def transform_weights(kernel):
 
 
 @njit(fastmath=True, cache=True, inline="always")
-def _input_transform(xp, v, tmp, t0, nt, th, tw):
-    """V[p, r, :] = (B^T d B)[p] for the 6x6 patches of tiles t0 .. t0+nt-1."""
+def _input_transform(xp, v, tmp, t0, r0, r1, th, tw):
+    """V[p, r, :] = (B^T d B)[p] for the 6x6 patch of tile t0 + r, r in r0 .. r1-1."""
     cin = xp.shape[3]
     tiles_img = th * tw
-    for r in range(nt):
+    for r in range(r0, r1):
         t = t0 + r
         n = t // tiles_img
         q = t - n * tiles_img
@@ -109,18 +109,18 @@ def _input_transform(xp, v, tmp, t0, nt, th, tw):
 
 
 @njit(fastmath=True, cache=True, inline="always")
-def _gemm_tile(a, w, mo, r0):
-    """mo[r0:r0+6, :] = a[r0:r0+6, :] @ w  (a: [TB, cin], w: [cin, NR]) in a 6x64 register tile."""
+def _gemm_tile(a, w, mo, ra, r0):
+    """mo[r0:r0+6, :] = a[ra:ra+6, :] @ w  (a: [rows, cin], w: [cin, NR]) in a 6x64 register tile."""
     acc = _stack_tile()
     for p in range(MR):
         for c in range(NR):
             acc[p, c] = np.float32(0.0)
-    a0 = a[r0]
-    a1 = a[r0 + 1]
-    a2 = a[r0 + 2]
-    a3 = a[r0 + 3]
-    a4 = a[r0 + 4]
-    a5 = a[r0 + 5]
+    a0 = a[ra]
+    a1 = a[ra + 1]
+    a2 = a[ra + 2]
+    a3 = a[ra + 3]
+    a4 = a[ra + 4]
+    a5 = a[ra + 5]
     for k in range(w.shape[0]):
         b0 = a0[k]
         b1 = a1[k]
@@ -210,48 +210,76 @@ def _output_transform(m, s, out, res, bias, t0, nt, cb, geom, act, has_res):
 
 
 @njit(fastmath=True, cache=True, inline="always")
-def _work_item(xp, u, bias, out, res, geom, act, has_res, item, v, m, tmp, s):
-    th, tw, tb, ng, n_tiles = geom[0], geom[1], geom[6], geom[7], geom[8]
+def _work_item(xp, u, bias, out, res, geom, act, has_res, item, v, m, tmp, s, vall):
+    th, tw, ng, n_tiles, n_mb = geom[0], geom[1], geom[7], geom[8], geom[9]
     nb = u.shape[0]
     mb = item // ng
     g = item - mb * ng
-    t0 = mb * tb
-    nt = min(tb, n_tiles - t0)
-    _input_transform(xp, v, tmp, t0, nt, th, tw)
+    t0, nt = block_range(mb, n_tiles, n_mb)
+    shared = ng > 1
+    if not shared:
+        _input_transform(xp, v, tmp, t0, 0, nt, th, tw)
     per = (nb + ng - 1) // ng
     for cb in range(g * per, min(nb, g * per + per)):
         for p in range(POINTS):
-            a = v[p]
             w = u[cb, p]
             mo = m[p]
-            for r0 in range(0, nt, MR):
-                _gemm_tile(a, w, mo, r0)
+            if shared:
+                a = vall[p]         # every tile transformed once, by all threads, before the GEMMs
+                for r0 in range(0, nt, MR):
+                    _gemm_tile(a, w, mo, t0 + r0, r0)
+            else:
+                a = v[p]
+                for r0 in range(0, nt, MR):
+                    _gemm_tile(a, w, mo, r0, r0)
         _output_transform(m, s, out, res, bias, t0, nt, cb, geom, act, has_res)
 
 
 @njit(parallel=True, fastmath=True, cache=True)
-def winograd_conv(xp, u, bias, out, res, geom, act, has_res, vs, ms, tmps, ss):
+def winograd_conv(xp, u, bias, out, res, geom, act, has_res, vs, ms, tmps, ss, vall):
     """One compiled driver for any thread count (a serial twin compiled apart contracts the
-    transforms into FMAs differently, and 1- and 2-thread results should agree bit for bit)."""
-    n_items = ((geom[8] + geom[6] - 1) // geom[6]) * geom[7]
+    transforms into FMAs differently, and 1- and 2-thread results should agree bit for bit).
+    With output channels split into ng > 1 groups (few tiles), the input transform runs first as
+    its own parallel loop into the shared ``vall`` [36, tiles + TB, cin]: each group's work item
+    would otherwise transform the same tiles again (ResNet50's 14x14 layers: 16 tiles, 2 groups)."""
+    n_items = geom[9] * geom[7]
+    if geom[7] > 1:
+        th, tw, n_tiles = geom[0], geom[1], geom[8]
+        for t in prange(n_tiles):
+            tid = numba.get_thread_id()
+            _input_transform(xp, vall, tmps[tid], 0, t, t + 1, th, tw)
     for item in prange(n_items):
         tid = numba.get_thread_id()
-        _work_item(xp, u, bias, out, res, geom, act, has_res, item, vs[tid], ms[tid], tmps[tid], ss[tid])
+        _work_item(xp, u, bias, out, res, geom, act, has_res, item, vs[tid], ms[tid], tmps[tid], ss[tid],
+                   vall)
+
+
+@njit(cache=True, inline="always")
+def block_range(mb, n_tiles, n_mb):
+    """(first tile, tile count) of block mb: the ceil(n_tiles / MR) row groups of the GEMM split into
+    n_mb runs whose lengths differ by at most one group."""
+    units = (n_tiles + MR - 1) // MR
+    t0 = min(n_tiles, mb * units // n_mb * MR)
+    return t0, min(n_tiles, (mb + 1) * units // n_mb * MR) - t0
 
 
 def plan_blocks(n_tiles, nb, threads):
-    """(tiles per block, channel groups): blocks of <= TB_MAX tiles (a multiple of 6), and enough
-    work items that every thread gets an equal share; split output channels when tiles are few."""
+    """(scratch tiles per block, channel groups, blocks): blocks of <= TB_MAX tiles, enough work items
+    that every thread gets an equal share, output channels split when tiles are few. Block mb covers
+    tiles [mb * n_tiles // n_mb, (mb + 1) * n_tiles // n_mb), sizes within one tile of each other;
+    tile boundaries at multiples of MR (the GEMM's row tile, see ``block_range``). Fixed blocks left
+    threads unequal: ResNet50's 56x56 layers (196 tiles) ran as 5 x 36 + 16, 108 vs 88 tiles per
+    thread; now 96 vs 100."""
     n_mb = -(-n_tiles // TB_MAX)
     ng = 1
     if threads > 1:
-        if n_mb < 2 * threads and nb >= threads:
+        if n_mb < threads and nb >= threads:
             ng = threads
         else:
             n_mb = -(-n_mb // threads) * threads
-    tb = -(-n_tiles // n_mb)
-    tb = -(-tb // MR) * MR
-    return tb, ng
+    units = -(-n_tiles // MR)
+    n_mb = min(n_mb, units)
+    return -(-units // n_mb) * MR, ng, n_mb
 
 
 class WinogradScratch:
