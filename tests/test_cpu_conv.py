@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from kernels import conv_output_size
 from kernels import reference as ref
+from kernels.cpu import conv as cpu_conv
 from kernels.cpu.conv import SERIAL_FLOPS, SERIAL_WEIGHT_BYTES, conv2d, pack_conv2d
 from kernels.cpu.conv_tile import MR
 
@@ -192,3 +193,23 @@ def test_random_shapes_match_reference(case, rng):
     assert max_rel_err(ours, want, packed.pre_act_max) <= tol(packed)
     others = np.delete(out, np.arange(out.shape[-1])[sl], axis=-1)
     assert np.all(others == FILL)
+
+
+# a channel block's 3x3 weights over ROW_PASS_BYTES (cin >= 342): kernel rows run as separate passes
+# with partial sums kept in the output (ResNet50's 7x7 512 > 512); ragged cout, output slice, residual
+ROW_PASS_CASES = {
+    "resnet_c5_like": (1, 7, 7, 384, 96, (1, 1), (1, 1, 1, 1)),
+    "strided_ragged": (2, 9, 8, 400, 70, (2, 2), (1, 0, 0, 1)),
+}
+
+
+@pytest.mark.parametrize("residual", [False, True])
+@pytest.mark.parametrize("case", list(ROW_PASS_CASES), ids=list(ROW_PASS_CASES))
+def test_kernel_row_passes_match_reference(case, residual, rng, threads):
+    n, h, w, cin, cout, stride, pad = ROW_PASS_CASES[case]
+    assert 3 * 3 * cin * 64 * 4 > cpu_conv.ROW_PASS_BYTES
+    ours, want, out, sl, packed = run_case(rng, n, h, w, cin, cout, 3, 3, stride, pad, act="relu",
+                                           residual=residual, extra_before=5, extra_after=3)
+    assert packed.variant == "direct3x3-6x64"
+    assert max_rel_err(ours, want, packed.pre_act_max) <= TOL
+    assert np.all(out[..., :5] == FILL) and np.all(out[..., sl.stop:] == FILL)

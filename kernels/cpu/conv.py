@@ -61,6 +61,7 @@ from kernels.cpu.conv_tile import (
 )
 
 SERIAL_FLOPS = 4_000_000      # below this the fork/join of the thread pool costs more than it saves
+ROW_PASS_BYTES = 768 << 10     # a channel block's weights above this run kernel row by row (L2 is 1 MB)
 SERIAL_WEIGHT_BYTES = 1 << 20  # ... unless the packed weights are at least this big (streamed from L3/DRAM)
 _ACT_CODES = {None: ACT_NONE, "relu": ACT_RELU, "relu6": ACT_RELU6}
 _NO_RESIDUAL = np.zeros((1, 1), np.float32)
@@ -129,7 +130,10 @@ def conv2d(x, packed, out, stride, pad, act=None, residual=None, out_c0=0):
     xp = packed.padded_input(x, pad)
     hp, wp = xp.shape[1], xp.shape[2]
     m_total = n * oh * ow
-    geom = (oh * ow, ow, sh, sw, hp * wp * cin, wp * cin, cin, kh, kw * cin, m_total, cout, int(out_c0))
+    # kernel rows per pass: one at a time when a channel block's weights overflow L2, so each row's
+    # panel is reused by all tiles of a work item from L2 (partial sums go through ``out``)
+    rb = 1 if kh > 1 and packed.weights[0].nbytes > ROW_PASS_BYTES else kh
+    geom = (oh * ow, ow, sh, sw, hp * wp * cin, wp * cin, cin, kh, kw * cin, m_total, cout, int(out_c0), rb)
     out2 = out.reshape(m_total, out.shape[-1])
     has_res = residual is not None
     res2 = residual.reshape(m_total, cout) if has_res else _NO_RESIDUAL

@@ -43,10 +43,14 @@ def _pixel_offset(m, last, ohw, ow_n, sh, sw, img, rowstride, cin):
 
 
 @njit(fastmath=True, cache=True, inline="always")
-def _tile(xf, wb, bias, out2, res2, m0, cb, geom, act, has_res):
-    """Compute output pixels [m0, m0+MR) x channels [cb*NR, cb*NR+NR) and store the valid part."""
-    ohw, ow_n, sh, sw, img, rowstride, cin, kh, kk, m_total, cout, c0 = geom
+def _tile(xf, wb, bias, out2, res2, m0, cb, geom, act, has_res, i0, i1):
+    """Output pixels [m0, m0+MR) x channels [cb*NR, cb*NR+NR), summed over kernel rows [i0, i1): a
+    pass that does not start at row 0 resumes from the partial sums in ``out2``, one that does not end
+    at the last row stores partial sums there; only the last pass applies the epilogue."""
+    ohw, ow_n, sh, sw, img, rowstride, cin, kh, kk, m_total, cout, c0, rb = geom
     last = m_total - 1
+    n0 = cb * NR
+    nc = min(NR, cout - n0)
     if img == ohw * cin:
         # unpadded 1x1 stride 1: pixel m's inputs start at m * cin (no divisions: they cost as
         # much as the k loop when cin is 32-64)
@@ -67,7 +71,12 @@ def _tile(xf, wb, bias, out2, res2, m0, cb, geom, act, has_res):
     for p in range(MR):
         for c in range(NR):
             acc[p, c] = np.float32(0.0)
-    for i in range(kh):
+    if i0 > 0:
+        for p in range(MR):
+            prow = out2[min(m0 + p, last), c0 + n0:c0 + n0 + nc]
+            for c in range(nc):
+                acc[p, c] = prow[c]
+    for i in range(i0, i1):
         d = i * rowstride
         x0 = xf[o0 + d:]
         x1 = xf[o1 + d:]
@@ -91,9 +100,14 @@ def _tile(xf, wb, bias, out2, res2, m0, cb, geom, act, has_res):
                 acc[3, c] += a3 * w
                 acc[4, c] += a4 * w
                 acc[5, c] += a5 * w
+    if i1 < kh:
+        for p in range(MR):
+            if m0 + p <= last:
+                prow = out2[m0 + p, c0 + n0:c0 + n0 + nc]
+                for c in range(nc):
+                    prow[c] = acc[p, c]
+        return
     # epilogue: bias, residual, activation; only valid pixels and channels are written
-    n0 = cb * NR
-    nc = min(NR, cout - n0)
     lo = np.float32(0.0) if act != ACT_NONE else np.float32(-3.0e38)
     hi = np.float32(6.0) if act == ACT_RELU6 else np.float32(3.0e38)
     bias_b = bias[n0:n0 + NR]
@@ -117,7 +131,7 @@ _row_tile = stack_tile(1, NR)
 def _tile_row(xf, wb, bias, out2, res2, m, cb, geom, act, has_res):
     """One output pixel x NR channels: the tile for outputs of fewer than MR pixels (the classifier
     on a 1x1 map), where the 6-pixel tile would do 6x the FMAs for one row of weights."""
-    ohw, ow_n, sh, sw, img, rowstride, cin, kh, kk, m_total, cout, c0 = geom
+    ohw, ow_n, sh, sw, img, rowstride, cin, kh, kk, m_total, cout, c0, rb = geom
     o = _pixel_offset(m, m, ohw, ow_n, sh, sw, img, rowstride, cin)
     acc = _row_tile()
     for c in range(NR):
@@ -173,8 +187,10 @@ def conv_tiles_parallel(xf, wp, bias, out2, res2, geom, act, has_res, threads):
             for m in range(m_total):
                 _tile_row(xf, wb, bias, out2, res2, m, cb, geom, act, has_res)
             continue
-        for mt in range(mb * nmt // nmb, (mb + 1) * nmt // nmb):
-            _tile(xf, wb, bias, out2, res2, mt * MR, cb, geom, act, has_res)
+        kh, rb = geom[7], geom[12]
+        for i0 in range(0, kh, rb):
+            for mt in range(mb * nmt // nmb, (mb + 1) * nmt // nmb):
+                _tile(xf, wb, bias, out2, res2, mt * MR, cb, geom, act, has_res, i0, min(kh, i0 + rb))
 
 
 @njit(fastmath=True, cache=True)
@@ -192,5 +208,7 @@ def conv_tiles_serial(xf, wp, bias, out2, res2, geom, act, has_res):
     for mb in range(nmb):
         for cb in range(nb):
             wb = wp[cb]
-            for mt in range(mb * MC, min(nmt, mb * MC + MC)):
-                _tile(xf, wb, bias, out2, res2, mt * MR, cb, geom, act, has_res)
+            kh, rb = geom[7], geom[12]
+            for i0 in range(0, kh, rb):
+                for mt in range(mb * MC, min(nmt, mb * MC + MC)):
+                    _tile(xf, wb, bias, out2, res2, mt * MR, cb, geom, act, has_res, i0, min(kh, i0 + rb))
