@@ -13,7 +13,10 @@ the hot loop is branch-free. Layers under ``SERIAL_FLOPS`` run on the calling th
 packed weights reach ``SERIAL_WEIGHT_BYTES`` (then streaming the weights is the cost, and two cores
 stream them faster: MobileNet's 1x1 1024>1000 classifier 54 -> 31 us in isolation, 148 -> 78 us
 in the network). Outputs of fewer than 6 pixels use a one-pixel tile (6x fewer FMAs for the same
-weights). Unpadded 1x1 stride-1 layers find each pixel's inputs at ``m * cin`` instead of
+weights). A channel block whose weights pass ``ROW_PASS_BYTES`` (ResNet's 7x7 3x3 512>512: 1.2 MB)
+runs one kernel row per pass over the work item's tiles, partial sums kept in ``out``, so each row's
+panel stays in L2. Tile blocks are equal to within one tile so both threads get the same work.
+Unpadded 1x1 stride-1 layers find each pixel's inputs at ``m * cin`` instead of
 dividing ``m`` by the map size: a tile's 12 integer divisions cost as much as its k loop when
 cin is 32-64 (MobileNet pw1 32>64 at 2 threads 0.174 -> 0.147 ms, the other pointwise shapes 5-8%).
 Per-tile overhead outside the k loop is still ~560 cycles (a fit of cycles per tile against K on

@@ -5,8 +5,10 @@ Each 4x4 block of output pixels ("tile") comes from a 6x6 input patch ``d``:
 direct convolution become 36 (4x fewer), at the price of an input transform (per tile and input
 channel) and an output transform (per tile and output channel), both O(cin + cout) not O(cin * cout).
 
-Work item = a block of ``TB`` tiles (a multiple of 6) x a group of 64-wide output-channel blocks:
-    1. input transform of the block's tiles into ``V[36, TB, cin]`` (per-thread scratch)
+Work item = a block of <= ``TB`` tiles (starting at a multiple of 6) x a group of 64-wide output-channel
+blocks (groups > 1 only when there are fewer blocks than threads):
+    1. input transform of the block's tiles into ``V[36, TB, cin]`` (per-thread scratch); with
+       channel groups, instead one parallel loop transforms every tile once into a shared V first
     2. for each channel block, for each of the 36 points: ``M[p] = V[p] @ U[p]`` with the 6x64
        register tile of ``conv_tile.py`` (weights ``U`` packed ``[cout/64, 36, cin, 64]``)
     3. output transform of ``M[36, TB, 64]`` fused with bias, residual, activation and ``out_c0``.
