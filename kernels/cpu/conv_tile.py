@@ -43,6 +43,22 @@ def _pixel_offset(m, last, ohw, ow_n, sh, sw, img, rowstride, cin):
 
 
 @njit(fastmath=True, cache=True, inline="always")
+def _next_pixel(m, last, n, oy, ox, o, ohw, ow_n, sh, sw, img, rowstride, cin):
+    """(n, oy, ox, offset) of output pixel m given those of pixel m - 1; past the last pixel the
+    last one is repeated (the partial last tile)."""
+    if m > last:
+        return n, oy, ox, o
+    ox += 1
+    if ox == ow_n:
+        ox = 0
+        oy += 1
+        if oy * ow_n == ohw:
+            oy = 0
+            n += 1
+    return n, oy, ox, n * img + oy * sh * rowstride + ox * sw * cin
+
+
+@njit(fastmath=True, cache=True, inline="always")
 def _tile(xf, wb, bias, out2, res2, m0, cb, geom, act, has_res, i0, i1):
     """Output pixels [m0, m0+MR) x channels [cb*NR, cb*NR+NR), summed over kernel rows [i0, i1): a
     pass that does not start at row 0 resumes from the partial sums in ``out2``, one that does not end
@@ -61,12 +77,19 @@ def _tile(xf, wb, bias, out2, res2, m0, cb, geom, act, has_res, i0, i1):
         o4 = min(m0 + 4, last) * cin
         o5 = min(m0 + 5, last) * cin
     else:
-        o0 = _pixel_offset(m0, last, ohw, ow_n, sh, sw, img, rowstride, cin)
-        o1 = _pixel_offset(m0 + 1, last, ohw, ow_n, sh, sw, img, rowstride, cin)
-        o2 = _pixel_offset(m0 + 2, last, ohw, ow_n, sh, sw, img, rowstride, cin)
-        o3 = _pixel_offset(m0 + 3, last, ohw, ow_n, sh, sw, img, rowstride, cin)
-        o4 = _pixel_offset(m0 + 4, last, ohw, ow_n, sh, sw, img, rowstride, cin)
-        o5 = _pixel_offset(m0 + 5, last, ohw, ow_n, sh, sw, img, rowstride, cin)
+        # divide once for the first pixel, then step along the row (the next five would cost 10
+        # more integer divisions per tile)
+        m = min(m0, last)
+        n = m // ohw
+        r = m - n * ohw
+        oy = r // ow_n
+        ox = r - oy * ow_n
+        o0 = n * img + oy * sh * rowstride + ox * sw * cin
+        n, oy, ox, o1 = _next_pixel(m0 + 1, last, n, oy, ox, o0, ohw, ow_n, sh, sw, img, rowstride, cin)
+        n, oy, ox, o2 = _next_pixel(m0 + 2, last, n, oy, ox, o1, ohw, ow_n, sh, sw, img, rowstride, cin)
+        n, oy, ox, o3 = _next_pixel(m0 + 3, last, n, oy, ox, o2, ohw, ow_n, sh, sw, img, rowstride, cin)
+        n, oy, ox, o4 = _next_pixel(m0 + 4, last, n, oy, ox, o3, ohw, ow_n, sh, sw, img, rowstride, cin)
+        n, oy, ox, o5 = _next_pixel(m0 + 5, last, n, oy, ox, o4, ohw, ow_n, sh, sw, img, rowstride, cin)
     acc = _stack_tile()
     for p in range(MR):
         for c in range(NR):
