@@ -1,5 +1,6 @@
-"""Stack-allocated register tiles for Numba kernels."""
+"""Stack-allocated register tiles and a software prefetch for Numba kernels."""
 
+from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
@@ -31,3 +32,47 @@ def stack_tile(rows, cols):
         return arrty(), codegen
 
     return _tile
+
+
+@intrinsic
+def prefetch(typingctx, arr, idx):
+    """Prefetch (into L1, ``prefetcht0``) the cache line holding element ``idx`` of ``arr``'s data,
+    counted in elements from its first one. A prefetch never faults, so ``idx`` may point past
+    the array (the caller clamps it only to stay inside the allocation)."""
+    def codegen(context, builder, sig, args):
+        ary = context.make_array(sig.args[0])(context, builder, args[0])
+        ptr = builder.gep(ary.data, [args[1]])
+        i8p = builder.bitcast(ptr, ir.IntType(8).as_pointer())
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [i8p.type, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        builder.call(fn, [i8p, i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return types.void(arr, types.intp), codegen
+
+
+@intrinsic
+def raw_view(typingctx, arr, start):
+    """``arr.flat[start:]`` of a C-contiguous array as a 1-D array that holds no reference.
+
+    A slice made inside a kernel carries the parent's meminfo, so making it and dropping it calls
+    NRT_incref / NRT_decref (atomic updates of one shared counter: both threads hammer the same
+    cache line). Made per register tile, those calls cost ~600 cycles a tile. The caller keeps
+    ``arr`` alive for as long as the view is used (always true inside one kernel call).
+    """
+    dtype = arr.dtype
+    resty = types.Array(dtype, 1, "C")
+
+    def codegen(context, builder, sig, args):
+        src = context.make_array(sig.args[0])(context, builder, args[0])
+        ary = context.make_array(resty)(context, builder)
+        nitems = builder.mul(src.nitems, context.get_constant(types.intp, 1))
+        shape = builder.sub(nitems, args[1])
+        data = builder.gep(src.data, [args[1]])
+        itemsize = context.get_constant(types.intp, context.get_abi_sizeof(context.get_data_type(dtype)))
+        context.populate_array(ary, data=data, shape=[shape], strides=[itemsize], itemsize=itemsize,
+                               meminfo=None)
+        return ary._getvalue()
+
+    return resty(arr, types.intp), codegen
