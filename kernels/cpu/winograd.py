@@ -45,6 +45,7 @@ import numpy as np
 from numba import njit, prange
 
 from kernels.cpu.conv_tile import ACT_NONE, ACT_RELU6, MR, NR, _stack_tile
+from kernels.cpu.stack import raw_view
 
 TILE = 4                # output pixels per tile side
 ALPHA = TILE + 2        # input patch side (6)
@@ -70,8 +71,13 @@ def transform_weights(kernel):
 
 @njit(fastmath=True, cache=True, inline="always")
 def _input_transform(xp, v, tmp, t0, r0, r1, th, tw):
-    """V[p, r, :] = (B^T d B)[p] for the 6x6 patch of tile t0 + r, r in r0 .. r1-1."""
-    cin = xp.shape[3]
+    """V[p, r, :] = (B^T d B)[p] for the 6x6 patch of tile t0 + r, r in r0 .. r1-1. Rows are flat
+    ``raw_view``s (72 reference-counted slices per tile otherwise)."""
+    hp, wp, cin = xp.shape[1], xp.shape[2], xp.shape[3]
+    tb = v.shape[1]
+    xf = raw_view(xp, 0)
+    vf = raw_view(v, 0)
+    tf = raw_view(tmp, 0)
     tiles_img = th * tw
     for r in range(r0, r1):
         t = t0 + r
@@ -81,79 +87,127 @@ def _input_transform(xp, v, tmp, t0, r0, r1, th, tw):
         y0 = (ty * TILE)
         x0 = (q - ty * tw) * TILE
         for i in range(ALPHA):                  # rows: tmp[i, j] = sum_k B^T[j, k] d[i, k]
-            d0 = xp[n, y0 + i, x0]
-            d1 = xp[n, y0 + i, x0 + 1]
-            d2 = xp[n, y0 + i, x0 + 2]
-            d3 = xp[n, y0 + i, x0 + 3]
-            d4 = xp[n, y0 + i, x0 + 4]
-            d5 = xp[n, y0 + i, x0 + 5]
+            base = ((n * hp + y0 + i) * wp + x0) * cin
+            d0 = raw_view(xf, base)
+            d1 = raw_view(xf, base + cin)
+            d2 = raw_view(xf, base + 2 * cin)
+            d3 = raw_view(xf, base + 3 * cin)
+            d4 = raw_view(xf, base + 4 * cin)
+            d5 = raw_view(xf, base + 5 * cin)
+            tb0 = i * ALPHA * cin
+            t0r = raw_view(tf, tb0)
+            t1r = raw_view(tf, tb0 + cin)
+            t2r = raw_view(tf, tb0 + 2 * cin)
+            t3r = raw_view(tf, tb0 + 3 * cin)
+            t4r = raw_view(tf, tb0 + 4 * cin)
+            t5r = raw_view(tf, tb0 + 5 * cin)
             for c in range(cin):
-                tmp[i, 0, c] = np.float32(4.0) * d0[c] - np.float32(5.0) * d2[c] + d4[c]
-                tmp[i, 1, c] = d3[c] + d4[c] - np.float32(4.0) * (d1[c] + d2[c])
-                tmp[i, 2, c] = d4[c] - d3[c] + np.float32(4.0) * (d1[c] - d2[c])
-                tmp[i, 3, c] = d4[c] - d2[c] + np.float32(2.0) * (d3[c] - d1[c])
-                tmp[i, 4, c] = d4[c] - d2[c] + np.float32(2.0) * (d1[c] - d3[c])
-                tmp[i, 5, c] = np.float32(4.0) * d1[c] - np.float32(5.0) * d3[c] + d5[c]
+                t0r[c] = np.float32(4.0) * d0[c] - np.float32(5.0) * d2[c] + d4[c]
+                t1r[c] = d3[c] + d4[c] - np.float32(4.0) * (d1[c] + d2[c])
+                t2r[c] = d4[c] - d3[c] + np.float32(4.0) * (d1[c] - d2[c])
+                t3r[c] = d4[c] - d2[c] + np.float32(2.0) * (d3[c] - d1[c])
+                t4r[c] = d4[c] - d2[c] + np.float32(2.0) * (d1[c] - d3[c])
+                t5r[c] = np.float32(4.0) * d1[c] - np.float32(5.0) * d3[c] + d5[c]
+        pstride = tb * cin
         for j in range(ALPHA):                  # columns: V[6 a + j] = sum_i B^T[a, i] tmp[i, j]
-            e0 = tmp[0, j]
-            e1 = tmp[1, j]
-            e2 = tmp[2, j]
-            e3 = tmp[3, j]
-            e4 = tmp[4, j]
-            e5 = tmp[5, j]
+            e0 = raw_view(tf, j * cin)
+            e1 = raw_view(tf, (ALPHA + j) * cin)
+            e2 = raw_view(tf, (2 * ALPHA + j) * cin)
+            e3 = raw_view(tf, (3 * ALPHA + j) * cin)
+            e4 = raw_view(tf, (4 * ALPHA + j) * cin)
+            e5 = raw_view(tf, (5 * ALPHA + j) * cin)
+            vb = (j * tb + r) * cin
+            v0 = raw_view(vf, vb)
+            v1 = raw_view(vf, vb + 6 * pstride)
+            v2 = raw_view(vf, vb + 12 * pstride)
+            v3 = raw_view(vf, vb + 18 * pstride)
+            v4 = raw_view(vf, vb + 24 * pstride)
+            v5 = raw_view(vf, vb + 30 * pstride)
             for c in range(cin):
-                v[j, r, c] = np.float32(4.0) * e0[c] - np.float32(5.0) * e2[c] + e4[c]
-                v[6 + j, r, c] = e3[c] + e4[c] - np.float32(4.0) * (e1[c] + e2[c])
-                v[12 + j, r, c] = e4[c] - e3[c] + np.float32(4.0) * (e1[c] - e2[c])
-                v[18 + j, r, c] = e4[c] - e2[c] + np.float32(2.0) * (e3[c] - e1[c])
-                v[24 + j, r, c] = e4[c] - e2[c] + np.float32(2.0) * (e1[c] - e3[c])
-                v[30 + j, r, c] = np.float32(4.0) * e1[c] - np.float32(5.0) * e3[c] + e5[c]
+                v0[c] = np.float32(4.0) * e0[c] - np.float32(5.0) * e2[c] + e4[c]
+                v1[c] = e3[c] + e4[c] - np.float32(4.0) * (e1[c] + e2[c])
+                v2[c] = e4[c] - e3[c] + np.float32(4.0) * (e1[c] - e2[c])
+                v3[c] = e4[c] - e2[c] + np.float32(2.0) * (e3[c] - e1[c])
+                v4[c] = e4[c] - e2[c] + np.float32(2.0) * (e1[c] - e3[c])
+                v5[c] = np.float32(4.0) * e1[c] - np.float32(5.0) * e3[c] + e5[c]
 
 
-@njit(fastmath=True, cache=True, inline="always")
-def _gemm_tile(a, w, mo, ra, r0):
-    """mo[r0:r0+6, :] = a[ra:ra+6, :] @ w  (a: [rows, cin], w: [cin, NR]) in a 6x64 register tile."""
+@njit(fastmath=True, cache=True)
+def _gemm_tile(a, ao, lda, w, wo, kdim, mo, moff):
+    """mo[moff : moff + 6 * NR] (6 rows of NR) = a[6 rows at ao, lda apart] @ w[kdim x NR at wo], in a
+    6x64 register tile. Flat ``raw_view``s: row slices would be reference-counted per tile (atomic
+    NRT calls both threads contend on). The accumulator is set by the first k."""
     acc = _stack_tile()
-    for p in range(MR):
-        for c in range(NR):
-            acc[p, c] = np.float32(0.0)
-    a0 = a[ra]
-    a1 = a[ra + 1]
-    a2 = a[ra + 2]
-    a3 = a[ra + 3]
-    a4 = a[ra + 4]
-    a5 = a[ra + 5]
-    for k in range(w.shape[0]):
+    a0 = raw_view(a, ao)
+    a1 = raw_view(a, ao + lda)
+    a2 = raw_view(a, ao + 2 * lda)
+    a3 = raw_view(a, ao + 3 * lda)
+    a4 = raw_view(a, ao + 4 * lda)
+    a5 = raw_view(a, ao + 5 * lda)
+    wk = raw_view(w, wo)
+    b0 = a0[0]
+    b1 = a1[0]
+    b2 = a2[0]
+    b3 = a3[0]
+    b4 = a4[0]
+    b5 = a5[0]
+    for c in range(NR):
+        w0 = wk[c]
+        acc[0, c] = b0 * w0
+        acc[1, c] = b1 * w0
+        acc[2, c] = b2 * w0
+        acc[3, c] = b3 * w0
+        acc[4, c] = b4 * w0
+        acc[5, c] = b5 * w0
+    # k from 0 over views starting at k = 1 (a loop from 1 left the weight index's sign unknown to
+    # LLVM, which then gathered)
+    a0 = raw_view(a, ao + 1)
+    a1 = raw_view(a, ao + lda + 1)
+    a2 = raw_view(a, ao + 2 * lda + 1)
+    a3 = raw_view(a, ao + 3 * lda + 1)
+    a4 = raw_view(a, ao + 4 * lda + 1)
+    a5 = raw_view(a, ao + 5 * lda + 1)
+    wk = raw_view(w, wo + NR)
+    for k in range(kdim - 1):
         b0 = a0[k]
         b1 = a1[k]
         b2 = a2[k]
         b3 = a3[k]
         b4 = a4[k]
         b5 = a5[k]
+        kb = k * NR
         for c in range(NR):
-            wk = w[k, c]
-            acc[0, c] += b0 * wk
-            acc[1, c] += b1 * wk
-            acc[2, c] += b2 * wk
-            acc[3, c] += b3 * wk
-            acc[4, c] += b4 * wk
-            acc[5, c] += b5 * wk
+            w0 = wk[kb + c]
+            acc[0, c] += b0 * w0
+            acc[1, c] += b1 * w0
+            acc[2, c] += b2 * w0
+            acc[3, c] += b3 * w0
+            acc[4, c] += b4 * w0
+            acc[5, c] += b5 * w0
+    row = raw_view(mo, moff)
     for p in range(MR):
-        row = mo[r0 + p]
+        pb = p * NR
         for c in range(NR):
-            row[c] = acc[p, c]
+            row[pb + c] = acc[p, c]
 
 
 @njit(fastmath=True, cache=True, inline="always")
 def _output_transform(m, s, out, res, bias, t0, nt, cb, geom, act, has_res):
-    """Y = A^T M A for each tile of the block, + bias (+ residual), activation, valid pixels only."""
+    """Y = A^T M A for each tile of the block, + bias (+ residual), activation, valid pixels only.
+    Rows are flat ``raw_view``s (no reference counting per row)."""
     th, tw, oh, ow, cout, c0 = geom[0], geom[1], geom[2], geom[3], geom[4], geom[5]
     tiles_img = th * tw
     n0 = cb * NR
     nc = min(NR, cout - n0)
     lo = np.float32(0.0) if act != ACT_NONE else np.float32(-3.0e38)
     hi = np.float32(6.0) if act == ACT_RELU6 else np.float32(3.0e38)
-    bias_b = bias[n0:n0 + NR]
+    tb = m.shape[1]
+    mf = raw_view(m, 0)
+    sf = raw_view(s, 0)
+    of = raw_view(out, 0)
+    rf = raw_view(res, 0)
+    bias_b = raw_view(bias, n0)
+    ostride = out.shape[3]
     for r in range(nt):
         t = t0 + r
         n = t // tiles_img
@@ -162,33 +216,40 @@ def _output_transform(m, s, out, res, bias, t0, nt, cb, geom, act, has_res):
         y0 = ty * TILE
         x0 = (q - ty * tw) * TILE
         for i in range(ALPHA):                  # rows: s[i, j] = sum_k A^T[j, k] M[6 i + k]
-            m0 = m[6 * i, r]
-            m1 = m[6 * i + 1, r]
-            m2 = m[6 * i + 2, r]
-            m3 = m[6 * i + 3, r]
-            m4 = m[6 * i + 4, r]
-            m5 = m[6 * i + 5, r]
+            mb = (6 * i * tb + r) * NR
+            pst = tb * NR
+            m0 = raw_view(mf, mb)
+            m1 = raw_view(mf, mb + pst)
+            m2 = raw_view(mf, mb + 2 * pst)
+            m3 = raw_view(mf, mb + 3 * pst)
+            m4 = raw_view(mf, mb + 4 * pst)
+            m5 = raw_view(mf, mb + 5 * pst)
+            sb = i * TILE * NR
+            s0 = raw_view(sf, sb)
+            s1 = raw_view(sf, sb + NR)
+            s2 = raw_view(sf, sb + 2 * NR)
+            s3 = raw_view(sf, sb + 3 * NR)
             for c in range(NR):
                 p12 = m1[c] + m2[c]
                 d12 = m1[c] - m2[c]
                 p34 = m3[c] + m4[c]
                 d34 = m3[c] - m4[c]
-                s[i, 0, c] = m0[c] + p12 + p34
-                s[i, 1, c] = d12 + np.float32(2.0) * d34
-                s[i, 2, c] = p12 + np.float32(4.0) * p34
-                s[i, 3, c] = d12 + np.float32(8.0) * d34 + m5[c]
+                s0[c] = m0[c] + p12 + p34
+                s1[c] = d12 + np.float32(2.0) * d34
+                s2[c] = p12 + np.float32(4.0) * p34
+                s3[c] = d12 + np.float32(8.0) * d34 + m5[c]
         na = min(TILE, oh - y0)
+        y0r = raw_view(sf, ALPHA * TILE * NR)
+        y1r = raw_view(sf, (ALPHA * TILE + 1) * NR)
+        y2r = raw_view(sf, (ALPHA * TILE + 2) * NR)
+        y3r = raw_view(sf, (ALPHA * TILE + 3) * NR)
         for j in range(min(TILE, ow - x0)):     # columns into y[a], then the epilogue per output pixel
-            e0 = s[0, j]
-            e1 = s[1, j]
-            e2 = s[2, j]
-            e3 = s[3, j]
-            e4 = s[4, j]
-            e5 = s[5, j]
-            y0r = s[ALPHA, 0]
-            y1r = s[ALPHA, 1]
-            y2r = s[ALPHA, 2]
-            y3r = s[ALPHA, 3]
+            e0 = raw_view(sf, j * NR)
+            e1 = raw_view(sf, (TILE + j) * NR)
+            e2 = raw_view(sf, (2 * TILE + j) * NR)
+            e3 = raw_view(sf, (3 * TILE + j) * NR)
+            e4 = raw_view(sf, (4 * TILE + j) * NR)
+            e5 = raw_view(sf, (5 * TILE + j) * NR)
             for c in range(NR):
                 p12 = e1[c] + e2[c]
                 d12 = e1[c] - e2[c]
@@ -200,10 +261,11 @@ def _output_transform(m, s, out, res, bias, t0, nt, cb, geom, act, has_res):
                 y2r[c] = p12 + np.float32(4.0) * p34 + b
                 y3r[c] = d12 + np.float32(8.0) * d34 + e5[c] + b
             for a in range(na):
-                yr = s[ALPHA, a]
-                orow = out[n, y0 + a, x0 + j, c0 + n0:c0 + n0 + nc]
+                yr = raw_view(sf, (ALPHA * TILE + a) * NR)
+                pix = (n * oh + y0 + a) * ow + x0 + j
+                orow = raw_view(of, pix * ostride + c0 + n0)
                 if has_res:
-                    rrow = res[n, y0 + a, x0 + j, n0:n0 + nc]
+                    rrow = raw_view(rf, pix * cout + n0)
                     for c in range(nc):
                         orow[c] = min(max(yr[c] + rrow[c], lo), hi)
                 else:
@@ -222,18 +284,22 @@ def _work_item(xp, u, bias, out, res, geom, act, has_res, item, v, m, tmp, s, va
     if not shared:
         _input_transform(xp, v, tmp, t0, 0, nt, th, tw)
     per = (nb + ng - 1) // ng
+    cin = v.shape[2]
+    tb = v.shape[1]
+    rows_all = vall.shape[1]
+    uf = raw_view(u, 0)
+    mf = raw_view(m, 0)
+    # every tile transformed once, by all threads, before the GEMMs (shared) or by this item (not)
+    af = raw_view(vall, 0) if shared else raw_view(v, 0)
     for cb in range(g * per, min(nb, g * per + per)):
         for p in range(POINTS):
-            w = u[cb, p]
-            mo = m[p]
+            wo = (cb * POINTS + p) * cin * NR
             if shared:
-                a = vall[p]         # every tile transformed once, by all threads, before the GEMMs
-                for r0 in range(0, nt, MR):
-                    _gemm_tile(a, w, mo, t0 + r0, r0)
+                ao = (p * rows_all + t0) * cin
             else:
-                a = v[p]
-                for r0 in range(0, nt, MR):
-                    _gemm_tile(a, w, mo, r0, r0)
+                ao = p * tb * cin
+            for r0 in range(0, nt, MR):
+                _gemm_tile(af, ao + r0 * cin, cin, uf, wo, cin, mf, (p * tb + r0) * NR)
         _output_transform(m, s, out, res, bias, t0, nt, cb, geom, act, has_res)
 
 
