@@ -53,6 +53,40 @@ def same_padding(size: int, k: int, stride: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
+def aligned_empty(shape, dtype=None, align: int = 64):
+    """An uninitialised C-contiguous array whose data starts on an ``align``-byte boundary.
+
+    NumPy's allocations are only 16-byte aligned (a large one sits 16 bytes into its mmap'ed
+    pages), so every 64-byte vector load from one straddles two cache lines; on this machine that
+    made a 3x3 depthwise tile 1.5x slower. Arenas, packed weights and kernel scratch use this.
+    """
+    import numpy as np
+
+    dtype = np.dtype(np.float32 if dtype is None else dtype)
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    raw = np.empty(nbytes + align, np.uint8)
+    start = (-raw.ctypes.data) % align
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
+
+
+def aligned_zeros(shape, dtype=None, align: int = 64):
+    """``aligned_empty`` filled with zeros."""
+    a = aligned_empty(shape, dtype, align)
+    a.fill(0)
+    return a
+
+
+def aligned_copy(a, dtype=None, align: int = 64):
+    """A C-contiguous, ``align``-byte aligned copy of ``a`` (cast to ``dtype``)."""
+    import numpy as np
+
+    a = np.asarray(a)
+    out = aligned_empty(a.shape, a.dtype if dtype is None else dtype, align)
+    out[...] = a
+    return out
+
+
 BACKENDS = ("cpu", "gpu", "reference")
 
 

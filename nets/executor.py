@@ -13,6 +13,7 @@ from typing import Callable
 
 import numpy as np
 
+from kernels import aligned_empty
 from nets.errors import ModelError
 from nets.ir import Graph, Node
 from nets.planner import plan_memory
@@ -50,7 +51,8 @@ class Executor:
         self.graph, self.backend, self.batch = g, backend, batch
         self.plan = plan = plan_memory(g, batch)
         self.xp = xp = getattr(backend, "xp", np)      # the backend's array module (cupy on a GPU)
-        self.arena = xp.empty(plan.arena_floats, xp.float32)
+        # 64-byte aligned on the CPU (the planner aligns offsets; NumPy's own base is 16-byte)
+        self.arena = aligned_empty(plan.arena_floats) if xp is np else xp.empty(plan.arena_floats, xp.float32)
         self._bufs = {}
         for r, off in plan.offsets.items():
             shape = (batch,) + tuple(g.shapes[r])

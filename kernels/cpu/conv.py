@@ -52,7 +52,7 @@ With 2 threads in a quiet moment the large shapes reach 385-480 GFLOP/s (e.g. 1x
 import numba
 import numpy as np
 
-from kernels import conv_output_size
+from kernels import aligned_copy, aligned_zeros, conv_output_size
 from kernels.cpu import winograd as wino
 from kernels.cpu.conv_tile import (
     ACT_NONE,
@@ -82,10 +82,10 @@ class PackedConv2d:
         kernel = np.asarray(kernel, np.float32)
         kh, kw, cin, cout = kernel.shape
         nb = -(-cout // NR)
-        w = np.zeros((kh, kw * cin, nb * NR), np.float32)
+        w = aligned_zeros((kh, kw * cin, nb * NR))
         w[:, :, :cout] = kernel.reshape(kh, kw * cin, cout)
-        self.weights = np.ascontiguousarray(w.reshape(kh, kw * cin, nb, NR).transpose(2, 0, 1, 3))
-        self.bias = np.zeros(nb * NR, np.float32)
+        self.weights = aligned_copy(w.reshape(kh, kw * cin, nb, NR).transpose(2, 0, 1, 3))
+        self.bias = aligned_zeros(nb * NR)
         if bias is not None:
             self.bias[:cout] = np.asarray(bias, np.float32)
         self.kernel_shape = (kh, kw, cin, cout)
@@ -107,7 +107,7 @@ class PackedConv2d:
         xp = self._scratch.get(key)
         if xp is None:
             n, h, w, c = x.shape
-            xp = np.zeros((n, h + t + b, w + l + r, c), np.float32)
+            xp = aligned_zeros((n, h + t + b, w + l + r, c))
             self._scratch[key] = xp
         xp[:, t:t + x.shape[1], l:l + x.shape[2], :] = x
         return xp
@@ -182,7 +182,7 @@ def conv2d_winograd(x, packed, out, pad, act, residual, out_c0, threads):
     if ng > 1:
         vall = _WINO_SCRATCH.get(("all", n_tiles + tb, cin))
         if vall is None:
-            vall = _WINO_SCRATCH[("all", n_tiles + tb, cin)] = np.zeros((wino.POINTS, n_tiles + tb, cin), np.float32)
+            vall = _WINO_SCRATCH[("all", n_tiles + tb, cin)] = aligned_zeros((wino.POINTS, n_tiles + tb, cin))
     has_res = residual is not None
     args = (xp, packed.wino_weights, packed.bias, out, residual if has_res else _NO_RESIDUAL4, geom,
             _ACT_CODES[act], has_res, scratch.v, scratch.m, scratch.tmp, scratch.s, vall)

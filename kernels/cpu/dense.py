@@ -25,6 +25,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from kernels import aligned_copy, aligned_empty, aligned_zeros
 from kernels.cpu.elementwise import act_code, apply_act, use_parallel
 from kernels.cpu.stack import stack_tile
 
@@ -119,11 +120,11 @@ def pack_dense(kernel, bias):
     kernel = np.asarray(kernel, dtype=np.float32)
     k_in, nout = kernel.shape
     nb = -(-nout // BLOCK)
-    wp = np.zeros((nb, k_in, BLOCK), np.float32)
+    wp = aligned_empty((nb, k_in, BLOCK))
     padded = np.zeros((k_in, nb * BLOCK), np.float32)
     padded[:, :nout] = kernel
     wp[...] = padded.reshape(k_in, nb, BLOCK).transpose(1, 0, 2)
-    b = np.zeros(nout, np.float32) if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
+    b = aligned_zeros(nout) if bias is None else aligned_copy(bias, np.float32)
     return SimpleNamespace(wp=wp, b=b, n_in=k_in, n_out=nout, variant=f"gemv_b{BLOCK}")
 
 

@@ -37,9 +37,9 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from kernels import conv_output_size
+from kernels import aligned_copy, aligned_zeros, conv_output_size
 from kernels.cpu.elementwise import act_code, apply_act, use_parallel
-from kernels.cpu.stack import stack_tile
+from kernels.cpu.stack import raw_view, stack_tile
 
 _JIT = dict(fastmath=True, cache=True, nogil=True)
 _PJIT = dict(parallel=True, fastmath=True, cache=True, nogil=True)
@@ -88,6 +88,7 @@ def _dw_generic_par(x, w, b, out, sh, sw, pt, pl, mult, act, c0, step, nchunk):
         _dw_generic_rows(x, w, b, out, sh, sw, pt, pl, mult, act, c0, k * step, min(rows, (k + 1) * step))
 
 
+_u = np.uint64   # an index that is not wraparound-checked: see _dw3x3_tile
 TP = 4     # output pixels per 3x3 tile (one row, adjacent columns)
 TQ = 64    # channels per tile chunk: 4 zmm per pixel; a 64-trip loop is vectorised, not fully unrolled
 
@@ -98,94 +99,142 @@ _stack_tile = stack_tile(TP, TQ)
 
 
 @njit(inline="always")
-def _dw3x3_tile(xf, wf, b, orow, base, rowlen, c, ox, c0, lo, hi, SW):
-    """TP adjacent output pixels of one row, 3x3 window, all channels, TQ channels at a time.
+def _dw3x3_tile(xf, wf, b, of, base, rowlen, c, nq, obase, ostride, lo, hi, SW):
+    """TP adjacent output pixels of one row, 3x3 window, channels [0, nq) of the views passed in.
 
     Each weight vector is loaded once for TP pixels and (stride 1) each input vector feeds up to 3
-    of them; the TP sums are independent FMA chains. Indices are written as ``k + q`` with k a
-    hoisted multiple of c, so they are provably non-negative (no wraparound selects, no gathers)
-    and LLVM needs one pointer per input row plus a few offsets instead of one per stream.
+    of them; the TP sums are independent FMA chains. Indices are ``k + q`` with k a hoisted
+    multiple of c, made unsigned (``_u``): a signed index gets Python's negative-index wraparound
+    select, which LLVM turned into gathers. All arrays are flat ``raw_view``s (a slice per tile
+    would be reference-counted: atomic NRT calls that both threads contend on).
     """
     tmp = _stack_tile()
     k1, k2, k3, k4, k5, k6, k7, k8 = c, 2 * c, 3 * c, 4 * c, 5 * c, 6 * c, 7 * c, 8 * c
     s1, s2, s3 = SW * c, 2 * SW * c, 3 * SW * c
-    for q0 in range(0, c, TQ):
-        nq = min(TQ, c - q0)
-        x0 = xf[base + q0:]
-        x1 = xf[base + rowlen + q0:]
-        x2 = xf[base + 2 * rowlen + q0:]
-        wq = wf[q0:]
-        bq = b[q0:]
+    x0 = raw_view(xf, base)
+    x1 = raw_view(xf, base + rowlen)
+    x2 = raw_view(xf, base + 2 * rowlen)
+    for q in range(nq):
+        a0 = b[_u(q)]
+        a1 = a0
+        a2 = a0
+        a3 = a0
+        w0, w1, w2 = wf[_u(q)], wf[_u(k1 + q)], wf[_u(k2 + q)]
+        a0 += x0[_u(q)] * w0 + x0[_u(k1 + q)] * w1 + x0[_u(k2 + q)] * w2
+        a1 += x0[_u(s1 + q)] * w0 + x0[_u(s1 + k1 + q)] * w1 + x0[_u(s1 + k2 + q)] * w2
+        a2 += x0[_u(s2 + q)] * w0 + x0[_u(s2 + k1 + q)] * w1 + x0[_u(s2 + k2 + q)] * w2
+        a3 += x0[_u(s3 + q)] * w0 + x0[_u(s3 + k1 + q)] * w1 + x0[_u(s3 + k2 + q)] * w2
+        w0, w1, w2 = wf[_u(k3 + q)], wf[_u(k4 + q)], wf[_u(k5 + q)]
+        a0 += x1[_u(q)] * w0 + x1[_u(k1 + q)] * w1 + x1[_u(k2 + q)] * w2
+        a1 += x1[_u(s1 + q)] * w0 + x1[_u(s1 + k1 + q)] * w1 + x1[_u(s1 + k2 + q)] * w2
+        a2 += x1[_u(s2 + q)] * w0 + x1[_u(s2 + k1 + q)] * w1 + x1[_u(s2 + k2 + q)] * w2
+        a3 += x1[_u(s3 + q)] * w0 + x1[_u(s3 + k1 + q)] * w1 + x1[_u(s3 + k2 + q)] * w2
+        w0, w1, w2 = wf[_u(k6 + q)], wf[_u(k7 + q)], wf[_u(k8 + q)]
+        a0 += x2[_u(q)] * w0 + x2[_u(k1 + q)] * w1 + x2[_u(k2 + q)] * w2
+        a1 += x2[_u(s1 + q)] * w0 + x2[_u(s1 + k1 + q)] * w1 + x2[_u(s1 + k2 + q)] * w2
+        a2 += x2[_u(s2 + q)] * w0 + x2[_u(s2 + k1 + q)] * w1 + x2[_u(s2 + k2 + q)] * w2
+        a3 += x2[_u(s3 + q)] * w0 + x2[_u(s3 + k1 + q)] * w1 + x2[_u(s3 + k2 + q)] * w2
+        tmp[0, q] = a0
+        tmp[1, q] = a1
+        tmp[2, q] = a2
+        tmp[3, q] = a3
+    # the activation is applied on the way out: a plain copy loop becomes a memcpy call
+    for p in range(TP):
+        o = raw_view(of, obase + p * ostride)
         for q in range(nq):
-            a0 = bq[q]
-            a1 = a0
-            a2 = a0
-            a3 = a0
-            w0, w1, w2 = wq[q], wq[k1 + q], wq[k2 + q]
-            a0 += x0[q] * w0 + x0[k1 + q] * w1 + x0[k2 + q] * w2
-            a1 += x0[s1 + q] * w0 + x0[s1 + k1 + q] * w1 + x0[s1 + k2 + q] * w2
-            a2 += x0[s2 + q] * w0 + x0[s2 + k1 + q] * w1 + x0[s2 + k2 + q] * w2
-            a3 += x0[s3 + q] * w0 + x0[s3 + k1 + q] * w1 + x0[s3 + k2 + q] * w2
-            w0, w1, w2 = wq[k3 + q], wq[k4 + q], wq[k5 + q]
-            a0 += x1[q] * w0 + x1[k1 + q] * w1 + x1[k2 + q] * w2
-            a1 += x1[s1 + q] * w0 + x1[s1 + k1 + q] * w1 + x1[s1 + k2 + q] * w2
-            a2 += x1[s2 + q] * w0 + x1[s2 + k1 + q] * w1 + x1[s2 + k2 + q] * w2
-            a3 += x1[s3 + q] * w0 + x1[s3 + k1 + q] * w1 + x1[s3 + k2 + q] * w2
-            w0, w1, w2 = wq[k6 + q], wq[k7 + q], wq[k8 + q]
-            a0 += x2[q] * w0 + x2[k1 + q] * w1 + x2[k2 + q] * w2
-            a1 += x2[s1 + q] * w0 + x2[s1 + k1 + q] * w1 + x2[s1 + k2 + q] * w2
-            a2 += x2[s2 + q] * w0 + x2[s2 + k1 + q] * w1 + x2[s2 + k2 + q] * w2
-            a3 += x2[s3 + q] * w0 + x2[s3 + k1 + q] * w1 + x2[s3 + k2 + q] * w2
-            tmp[0, q] = min(max(a0, lo), hi)
-            tmp[1, q] = min(max(a1, lo), hi)
-            tmp[2, q] = min(max(a2, lo), hi)
-            tmp[3, q] = min(max(a3, lo), hi)
-        for p in range(TP):
-            o = orow[ox + p, c0 + q0:]
-            for q in range(nq):
-                o[q] = tmp[p, q]
+            o[q] = min(max(tmp[p, q], lo), hi)
+
+
+_pixel_tile = stack_tile(1, TQ)
 
 
 @njit(inline="always")
-def _dw_rows_window(x, w, b, out, KH, KW, SW, sh, sw, pt, pl, act, c0, r0, r1):
-    """Rows r0..r1, multiplier 1. Inlined (Numba IR) into the closures below, where KH, KW and SW
+def _dw_pixel(xf, wf, b, of, base, rowlen, c, nq, obase, lo, hi, KH, KW):
+    """One output pixel, channels [0, nq) of the views passed in, the KH x KW sum in a register: a
+    full window that starts at ``base`` of the input and the (possibly shifted) weights ``wf``. The
+    sums go to a stack tile first: stored straight into ``out`` next to 2 * KH * KW input streams,
+    LLVM's runtime overlap checks exceed its limit and the loop stays scalar."""
+    tmp = _pixel_tile()
+    for q in range(nq):
+        acc = b[_u(q)]
+        for i in range(KH):
+            for j in range(KW):
+                acc += xf[_u(base) + _u(i * rowlen + j * c + q)] * wf[_u((i * KW + j) * c + q)]
+        tmp[0, q] = acc
+    o = raw_view(of, obase)
+    for q in range(nq):
+        o[q] = min(max(tmp[0, q], lo), hi)
+
+
+@njit(inline="always")
+def _dw_rows_window(x, wvar, vslot, b, out, KH, KW, SW, sh, sw, pt, pl, act, c0, i0, i1):
+    """Work items i0..i1 (see below), multiplier 1. Inlined (Numba IR) into the closures below, where KH, KW and SW
     are constants, so the tap loops unroll and the channel loop vectorises with the sum in a
-    register. SW > 0 (3x3 only, SW == sw): runs of TP interior pixels go through _dw3x3_tile."""
+    register. SW > 0 (3x3 only, SW == sw): runs of TP interior pixels go through _dw3x3_tile.
+
+    Border pixels read a full window too: it is clamped inside the input and the weights are
+    shifted to match (window tap (i, j) takes weight (i - e, j - d), zero where that falls off the
+    kernel: ``wvar[vslot[e, d]]``), so no pixel takes a per-tap branch and no padded copy is made."""
     h, wd, c = x.shape[1], x.shape[2], x.shape[3]
-    oh, ow = out.shape[1], out.shape[2]
+    oh, ow, ostride = out.shape[1], out.shape[2], out.shape[3]
+    xf = raw_view(x, 0)
+    of = raw_view(out, 0)
+    wall = raw_view(wvar, 0)
+    nw = KH * KW * c
+    rowlen = wd * c
     # Interior columns: every tap inside the input.
     ox_lo = min(ow, (pl + sw - 1) // sw)
     ox_hi = max(ox_lo, min(ow, (wd - KW + pl) // sw + 1))
     ox_t = ox_lo + (ox_hi - ox_lo) // TP * TP if SW > 0 else ox_lo
-    wf = w.reshape(KH * KW * c)
     lo = np.float32(0.0) if act != 0 else np.float32(-3.0e38)
     hi = np.float32(6.0) if act == 2 else np.float32(3.0e38)
-    for r in range(r0, r1):
+    # work items (channel chunk, output row) in chunk-major order: a chunk's weights in all their
+    # shifted versions (9 x 9 x TQ floats for 3x3) stay in L1 while every row and pixel uses them;
+    # with pixels outermost the shifted copies of all channels (330 KB at 1024 channels) streamed
+    # from L2 per pixel. Threads take equal runs of items (rows x chunks, so 19 rows or 7 rows
+    # still split evenly).
+    rows = out.shape[0] * oh
+    nqc = (c + TQ - 1) // TQ
+    # up to 256 channels the shifted weights of all channels fit L1 and rows go outermost (each
+    # input row streams in once, not once per chunk: 56x56x128 ran 1.12x slower chunk-major)
+    cmajor = c > 256
+    for it in range(i0, i1):
+        if cmajor:
+            qc = it // rows
+            r = it - qc * rows
+        else:
+            r = it // nqc
+            qc = it - r * nqc
+        q0 = qc * TQ
+        nq = min(TQ, c - q0)
+        xq = raw_view(xf, q0)
+        oq = raw_view(of, q0)
+        bq = raw_view(b, q0)
         n = r // oh
         oy = r - n * oh
         y0 = oy * sh - pt
-        if y0 < 0 or y0 + KH > h:
-            for ox in range(ow):
-                _dw_pixel_generic(x, w, b, out[n, oy, ox, c0:c0 + c], n, y0, ox * sw - pl, 1, act)
-            continue
+        y0c = min(max(y0, 0), h - KH)
+        e = y0 - y0c + KH - 1
+        xrow = (n * h + y0c) * rowlen
+        orow = (n * oh + oy) * ow * ostride + c0
+        wmid = raw_view(wall, vslot[e, KW - 1] * nw + q0)
         for ox in range(ox_lo):
-            _dw_pixel_generic(x, w, b, out[n, oy, ox, c0:c0 + c], n, y0, ox * sw - pl, 1, act)
-        if SW > 0:
-            xf = x[n].reshape(h * wd * c)
-            orow = out[n, oy]
-            for ox in range(ox_lo, ox_t, TP):
-                _dw3x3_tile(xf, wf, b, orow, (y0 * wd + ox * SW - pl) * c, wd * c, c, ox, c0, lo, hi, SW)
-        for ox in range(ox_t, ox_hi):
             x0 = ox * sw - pl
-            o = out[n, oy, ox, c0:c0 + c]
-            for q in range(c):
-                acc = b[q]
-                for i in range(KH):
-                    for j in range(KW):
-                        acc += x[n, y0 + i, x0 + j, q] * w[i, j, q]
-                o[q] = apply_act(acc, act)
+            x0c = min(max(x0, 0), wd - KW)
+            _dw_pixel(xq, raw_view(wall, vslot[e, x0 - x0c + KW - 1] * nw + q0), bq, oq, xrow + x0c * c, rowlen,
+                      c, nq, orow + ox * ostride, lo, hi, KH, KW)
+        if SW > 0:
+            for ox in range(ox_lo, ox_t, TP):
+                _dw3x3_tile(xq, wmid, bq, oq, xrow + (ox * SW - pl) * c, rowlen, c, nq, orow + ox * ostride,
+                            ostride, lo, hi, SW)
+        for ox in range(ox_t, ox_hi):
+            _dw_pixel(xq, wmid, bq, oq, xrow + (ox * sw - pl) * c, rowlen, c, nq, orow + ox * ostride, lo, hi,
+                      KH, KW)
         for ox in range(ox_hi, ow):
-            _dw_pixel_generic(x, w, b, out[n, oy, ox, c0:c0 + c], n, y0, ox * sw - pl, 1, act)
+            x0 = ox * sw - pl
+            x0c = min(max(x0, 0), wd - KW)
+            _dw_pixel(xq, raw_view(wall, vslot[e, x0 - x0c + KW - 1] * nw + q0), bq, oq, xrow + x0c * c, rowlen,
+                      c, nq, orow + ox * ostride, lo, hi, KH, KW)
 
 
 # Windows that get a compiled interior (3x3: MobileNet, Xception; 5x5: MobileNetV2-style nets);
@@ -211,28 +260,51 @@ def _specialised(kh, kw, sw):
     KH, KW = kh, kw
 
     @njit(**_JIT)
-    def rows_fn(x, w, b, out, sh, sw, pt, pl, act, c0, r0, r1):
-        _dw_rows_window(x, w, b, out, KH, KW, SW, sh, sw, pt, pl, act, c0, r0, r1)
+    def rows_fn(x, wvar, vslot, b, out, sh, sw, pt, pl, act, c0):
+        items = out.shape[0] * out.shape[1] * ((x.shape[3] + TQ - 1) // TQ)
+        _dw_rows_window(x, wvar, vslot, b, out, KH, KW, SW, sh, sw, pt, pl, act, c0, 0, items)
 
     @njit(**_PJIT)
-    def par_fn(x, w, b, out, sh, sw, pt, pl, act, c0, step, nchunk):
-        rows = out.shape[0] * out.shape[1]
-        for k in prange(nchunk):
-            _dw_rows_window(x, w, b, out, KH, KW, SW, sh, sw, pt, pl, act, c0, k * step,
-                            min(rows, (k + 1) * step))
+    def par_fn(x, wvar, vslot, b, out, sh, sw, pt, pl, act, c0, threads):
+        items = out.shape[0] * out.shape[1] * ((x.shape[3] + TQ - 1) // TQ)
+        for k in prange(threads):
+            _dw_rows_window(x, wvar, vslot, b, out, KH, KW, SW, sh, sw, pt, pl, act, c0, k * items // threads,
+                            (k + 1) * items // threads)
 
     _SPECIALISED[key] = (rows_fn, par_fn)
     return rows_fn, par_fn
+
+
+def edge_weights(w, h, wd, stride, pt, pl, oh, ow):
+    """(wvar, vslot) for a layer geometry: ``wvar[vslot[e + KH - 1, d + KW - 1]]`` holds the window
+    weights shifted by (e, d) rows / columns with zeros shifted in; e and d are what clamping a
+    border window inside the input moves it by. Only the shifts that occur are built."""
+    kh, kw, c = w.shape
+    sh, sw = stride
+    es = sorted({oy * sh - pt - min(max(oy * sh - pt, 0), h - kh) for oy in range(oh)})
+    ds = sorted({ox * sw - pl - min(max(ox * sw - pl, 0), wd - kw) for ox in range(ow)} | {0})
+    vslot = np.zeros((2 * kh - 1, 2 * kw - 1), np.int64)
+    wvar = aligned_zeros((len(es) * len(ds), kh, kw, c))
+    for a, e in enumerate(es):
+        for bi, d in enumerate(ds):
+            slot = a * len(ds) + bi
+            vslot[e + kh - 1, d + kw - 1] = slot
+            for i in range(kh):
+                for j in range(kw):
+                    if 0 <= i - e < kh and 0 <= j - d < kw:
+                        wvar[slot, i, j] = w[i - e, j - d]
+    return wvar, vslot
 
 
 def pack_depthwise(kernel, bias):
     """kernel (kh, kw, c, mult), bias (c*mult,) | None -> packed weights (kh, kw, c*mult) + bias."""
     kernel = np.asarray(kernel, dtype=np.float32)
     kh, kw, c, mult = kernel.shape
-    w = np.ascontiguousarray(kernel.reshape(kh, kw, c * mult))
-    b = np.zeros(c * mult, np.float32) if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
+    w = aligned_copy(kernel.reshape(kh, kw, c * mult))
+    b = aligned_zeros(c * mult) if bias is None else aligned_copy(bias, np.float32)
     variant = f"dw{kh}x{kw}_m1" if mult == 1 and (kh, kw) in SPECIALISED_WINDOWS else "dw_generic"
-    return SimpleNamespace(w=w, b=b, kh=kh, kw=kw, c=c, mult=mult, variant=variant)
+    return SimpleNamespace(w=w, b=b, kh=kh, kw=kw, c=c, mult=mult, variant=variant, fast=variant,
+                           edges={})
 
 
 def depthwise_conv2d(x, packed, out, stride, pad, act=None, out_c0=0):
@@ -254,12 +326,19 @@ def depthwise_conv2d(x, packed, out, stride, pad, act=None, out_c0=0):
         k = numba.get_num_threads()
         step = -(-rows // (4 * k)) if rows >= 8 * k else -(-rows // k)
         nchunk = -(-rows // step)
+    # the compiled window kernel clamps border windows inside the input: it needs one to fit
+    packed.variant = packed.fast if h >= packed.kh and w >= packed.kw else "dw_generic"
     if packed.variant != "dw_generic":
+        key = (h, w, sh, sw, pt, pl)
+        edges = packed.edges.get(key)
+        if edges is None:
+            edges = packed.edges[key] = edge_weights(packed.w, h, w, (sh, sw), pt, pl, oh, ow)
+        wvar, vslot = edges
         rows_fn, par_fn = _specialised(packed.kh, packed.kw, sw)
         if parallel:
-            par_fn(x, packed.w, packed.b, out, sh, sw, pt, pl, code, c0, step, nchunk)
+            par_fn(x, wvar, vslot, packed.b, out, sh, sw, pt, pl, code, c0, numba.get_num_threads())
         else:
-            rows_fn(x, packed.w, packed.b, out, sh, sw, pt, pl, code, c0, 0, rows)
+            rows_fn(x, wvar, vslot, packed.b, out, sh, sw, pt, pl, code, c0)
     elif parallel:
         _dw_generic_par(x, packed.w, packed.b, out, sh, sw, pt, pl, packed.mult, code, c0, step, nchunk)
     else:

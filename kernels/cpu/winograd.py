@@ -44,6 +44,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from kernels import aligned_copy, aligned_zeros
 from kernels.cpu.conv_tile import ACT_NONE, ACT_RELU6, MR, NR, _stack_tile
 from kernels.cpu.stack import raw_view
 
@@ -66,7 +67,7 @@ def transform_weights(kernel):
     u = np.kron(_G, _G) @ kernel.reshape(9, cin * cout).astype(np.float64)     # (36, cin * cout)
     padded = np.zeros((POINTS, cin, nb * NR), np.float32)
     padded[..., :cout] = u.reshape(POINTS, cin, cout)
-    return np.ascontiguousarray(padded.reshape(POINTS, cin, nb, NR).transpose(2, 0, 1, 3))
+    return aligned_copy(padded.reshape(POINTS, cin, nb, NR).transpose(2, 0, 1, 3))
 
 
 @njit(fastmath=True, cache=True, inline="always")
@@ -355,7 +356,7 @@ class WinogradScratch:
     intermediates."""
 
     def __init__(self, slots, tb, cin):
-        self.v = np.zeros((slots, POINTS, tb, cin), np.float32)
-        self.m = np.zeros((slots, POINTS, tb, NR), np.float32)
-        self.tmp = np.zeros((slots, ALPHA, ALPHA, cin), np.float32)
-        self.s = np.zeros((slots, ALPHA + 1, TILE, NR), np.float32)     # row ALPHA: the 4 output rows
+        self.v = aligned_zeros((slots, POINTS, tb, cin))
+        self.m = aligned_zeros((slots, POINTS, tb, NR))
+        self.tmp = aligned_zeros((slots, ALPHA, ALPHA, cin))
+        self.s = aligned_zeros((slots, ALPHA + 1, TILE, NR))     # row ALPHA: the 4 output rows
