@@ -63,18 +63,19 @@ def threads(request):
 # (n, h, w, cin, cout, kh, kw, stride, pad, expected variant): one per kind of layer in the zoo;
 # sizes are large enough that the parallel path runs (checked below) unless marked tiny.
 VARIANT_CASES = {
-    "pointwise_s1": (1, 14, 14, 96, 130, 1, 1, (1, 1), (0, 0, 0, 0), "pointwise-6x64"),
-    "pointwise_s2": (2, 15, 13, 64, 72, 1, 1, (2, 2), (0, 0, 0, 0), "pointwise-6x64"),
-    "pointwise_logits_1000": (1, 1, 1, 256, 1000, 1, 1, (1, 1), (0, 0, 0, 0), "pointwise-6x64"),
+    "pointwise_s1": (1, 14, 14, 96, 130, 1, 1, (1, 1), (0, 0, 0, 0), "pointwise-6x64+12x32"),
+    "pointwise_s2": (2, 15, 13, 64, 72, 1, 1, (2, 2), (0, 0, 0, 0), "pointwise-6x64+12x32"),
+    "pointwise_logits_1000": (1, 1, 1, 256, 1000, 1, 1, (1, 1), (0, 0, 0, 0), "pointwise-6x64+8x48"),
     "3x3_s1_same": (1, 20, 17, 40, 64, 3, 3, (1, 1), (1, 1, 1, 1), "direct3x3-6x64"),
-    "3x3_s2_tf_same": (1, 21, 20, 24, 48, 3, 3, (2, 2), (0, 1, 0, 1), "direct3x3-6x64"),
-    "3x3_s2_stem_cin3": (1, 47, 45, 3, 32, 3, 3, (2, 2), (0, 0, 0, 0), "direct3x3-6x64"),
+    "3x3_s2_tf_same": (1, 21, 20, 24, 48, 3, 3, (2, 2), (0, 1, 0, 1), "direct3x3-8x48"),
+    "3x3_s2_stem_cin3": (1, 47, 45, 3, 32, 3, 3, (2, 2), (0, 0, 0, 0), "direct3x3-12x32"),
     "7x7_s2_stem_cin3": (1, 38, 38, 3, 64, 7, 7, (2, 2), (3, 3, 3, 3), "direct7x7-6x64"),
-    "1x7": (1, 17, 17, 32, 48, 1, 7, (1, 1), (0, 0, 3, 3), "direct1x7-6x64"),
-    "7x1": (1, 17, 17, 32, 40, 7, 1, (1, 1), (3, 3, 0, 0), "direct7x1-6x64"),
-    "5x5": (1, 19, 18, 24, 70, 5, 5, (1, 1), (2, 2, 2, 2), "direct5x5-6x64"),
-    "odd_cout_7_tiny": (1, 5, 6, 5, 7, 3, 3, (1, 1), (1, 1, 1, 1), "direct3x3-6x64"),
-    "cout_10_valid": (3, 9, 8, 13, 10, 2, 3, (1, 2), (0, 0, 0, 0), "direct2x3-6x64"),
+    "1x7": (1, 17, 17, 32, 48, 1, 7, (1, 1), (0, 0, 3, 3), "direct1x7-8x48"),
+    "7x1": (1, 17, 17, 32, 40, 7, 1, (1, 1), (3, 3, 0, 0), "direct7x1-8x48"),
+    "5x5": (1, 19, 18, 24, 70, 5, 5, (1, 1), (2, 2, 2, 2), "direct5x5-6x64+12x32"),
+    "odd_cout_7_tiny": (1, 5, 6, 5, 7, 3, 3, (1, 1), (1, 1, 1, 1), "direct3x3-12x32"),
+    "cout_10_valid": (3, 9, 8, 13, 10, 2, 3, (1, 2), (0, 0, 0, 0), "direct2x3-12x32"),
+    "cout_60_full_block": (1, 11, 12, 20, 60, 3, 3, (1, 1), (1, 1, 1, 1), "direct3x3-6x64"),
 }
 
 
@@ -210,6 +211,29 @@ def test_kernel_row_passes_match_reference(case, residual, rng, threads):
     assert 3 * 3 * cin * 64 * 4 > cpu_conv.ROW_PASS_BYTES
     ours, want, out, sl, packed = run_case(rng, n, h, w, cin, cout, 3, 3, stride, pad, act="relu",
                                            residual=residual, extra_before=5, extra_after=3)
-    assert packed.variant == "direct3x3-6x64"
+    assert packed.variant == "direct3x3-6x64+12x32"
     assert max_rel_err(ours, want, packed.pre_act_max) <= TOL
     assert np.all(out[..., :5] == FILL) and np.all(out[..., sl.stop:] == FILL)
+
+
+# The narrow last block of every width (conv_narrow.py), next to full blocks or alone, with the
+# residual, an output slice, a batch, stride 2 and pixel counts that leave a partial last tile.
+NARROW_CASES = {
+    "stem_32_alone": (1, 23, 21, 3, 32, 3, 3, (2, 2), (0, 1, 0, 1), "12x32"),
+    "inception_96": (2, 9, 9, 40, 96, 1, 1, (1, 1), (0, 0, 0, 0), "6x64+12x32"),
+    "inception_160_1x7": (1, 11, 13, 24, 160, 1, 7, (1, 1), (0, 0, 3, 3), "6x64+12x32"),
+    "80_is_64_plus_16": (1, 13, 9, 64, 80, 1, 1, (1, 1), (0, 0, 0, 0), "6x64+12x32"),
+    "48_alone_7x1": (1, 10, 7, 16, 48, 7, 1, (1, 1), (3, 3, 0, 0), "8x48"),
+    "112_is_64_plus_48": (1, 7, 9, 31, 112, 3, 3, (2, 1), (1, 1, 1, 1), "6x64+8x48"),
+}
+
+
+@pytest.mark.parametrize("residual", [False, True], ids=["plain", "residual"])
+@pytest.mark.parametrize("case", list(NARROW_CASES), ids=list(NARROW_CASES))
+def test_narrow_channel_blocks(case, residual, rng, threads):
+    *shape, tiles = NARROW_CASES[case]
+    ours, want, out, sl, packed = run_case(rng, *shape, act="relu6", residual=residual, extra_before=7,
+                                           extra_after=2)
+    assert packed.variant.endswith(tiles) and packed.rw == int(tiles.split("x")[-1])
+    assert max_rel_err(ours, want, packed.pre_act_max) <= TOL
+    assert np.all(out[..., :7] == FILL) and np.all(out[..., sl.stop:] == FILL)

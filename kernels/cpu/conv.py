@@ -52,16 +52,11 @@ With 2 threads in a quiet moment the large shapes reach 385-480 GFLOP/s (e.g. 1x
 import numba
 import numpy as np
 
-from kernels import aligned_copy, aligned_zeros, conv_output_size
+from kernels import aligned_zeros, conv_output_size
 from kernels.cpu import winograd as wino
-from kernels.cpu.conv_tile import (
-    ACT_NONE,
-    ACT_RELU,
-    ACT_RELU6,
-    NR,
-    conv_tiles_parallel,
-    conv_tiles_serial,
-)
+from kernels.cpu.conv_drivers import conv_tiles_parallel, conv_tiles_serial
+from kernels.cpu.conv_narrow import NARROW_MR
+from kernels.cpu.conv_tile import ACT_NONE, ACT_RELU, ACT_RELU6, NR
 
 SERIAL_FLOPS = 4_000_000      # below this the fork/join of the thread pool costs more than it saves
 ROW_PASS_BYTES = 768 << 10     # a channel block's weights above this run kernel row by row (L2 is 1 MB)
@@ -76,20 +71,34 @@ WINO_MIN_CHANNELS = 64        # cin and cout below this: the transforms cost mor
 
 
 class PackedConv2d:
-    """Weights re-laid out as [ceil(cout/NR), kh, kw*cin, NR] (zero-padded), bias padded to match."""
+    """Weights re-laid out flat as ``nfull`` blocks [kh, kw*cin, NR] of 64 output channels, then, when
+    the channel count leaves 1-48 over, one narrow block [kh, kw*cin, rw] (rw 32 or 48,
+    ``conv_narrow.py``); zero-padded. Bias padded to whole 64-channel blocks."""
 
     def __init__(self, kernel, bias):
         kernel = np.asarray(kernel, np.float32)
         kh, kw, cin, cout = kernel.shape
-        nb = -(-cout // NR)
-        w = aligned_zeros((kh, kw * cin, nb * NR))
-        w[:, :, :cout] = kernel.reshape(kh, kw * cin, cout)
-        self.weights = aligned_copy(w.reshape(kh, kw * cin, nb, NR).transpose(2, 0, 1, 3))
-        self.bias = aligned_zeros(nb * NR)
+        nfull, rest = divmod(cout, NR)
+        rw = 0 if rest == 0 else 32 if rest <= 32 else 48
+        if rest > 48:                # 49-63 channels left: a full block does as well
+            nfull, rw = nfull + 1, 0
+        kk = kw * cin
+        k2 = kernel.reshape(kh, kk, cout)
+        full = np.zeros((kh, kk, nfull * NR), np.float32)
+        full[:, :, :min(cout, nfull * NR)] = k2[:, :, :nfull * NR]
+        narrow = np.zeros((kh, kk, rw), np.float32)
+        narrow[:, :, :cout - nfull * NR] = k2[:, :, nfull * NR:]
+        wflat = aligned_zeros(nfull * kh * kk * NR + kh * kk * rw)
+        wflat[:nfull * kh * kk * NR] = full.reshape(kh, kk, nfull, NR).transpose(2, 0, 1, 3).reshape(-1)
+        wflat[nfull * kh * kk * NR:] = narrow.reshape(-1)
+        self.weights, self.nfull, self.rw = wflat, nfull, rw
+        self.panel_bytes = kh * kk * NR * 4          # one full block's weights
+        self.bias = aligned_zeros((nfull + 1) * NR)
         if bias is not None:
             self.bias[:cout] = np.asarray(bias, np.float32)
         self.kernel_shape = (kh, kw, cin, cout)
-        self.direct_variant = "pointwise-6x64" if kh == kw == 1 else f"direct{kh}x{kw}-6x64"
+        tiles = "+".join((["6x64"] if nfull else []) + ([f"{NARROW_MR[rw]}x{rw}"] if rw else []))
+        self.direct_variant = f"pointwise-{tiles}" if kh == kw == 1 else f"direct{kh}x{kw}-{tiles}"
         self.variant = self.direct_variant
         # Winograd weights are made on the first call that picks Winograd (stride and map size are
         # only known then): a 7x7-map or stride-2 3x3 layer never pays their 4x memory
@@ -135,12 +144,13 @@ def conv2d(x, packed, out, stride, pad, act=None, residual=None, out_c0=0):
     m_total = n * oh * ow
     # kernel rows per pass: one at a time when a channel block's weights overflow L2, so each row's
     # panel is reused by all tiles of a work item from L2 (partial sums go through ``out``)
-    rb = 1 if kh > 1 and packed.weights[0].nbytes > ROW_PASS_BYTES else kh
+    rb = 1 if kh > 1 and packed.panel_bytes > ROW_PASS_BYTES else kh
     geom = (oh * ow, ow, sh, sw, hp * wp * cin, wp * cin, cin, kh, kw * cin, m_total, cout, int(out_c0), rb)
     out2 = out.reshape(m_total, out.shape[-1])
     has_res = residual is not None
     res2 = residual.reshape(m_total, cout) if has_res else _NO_RESIDUAL
-    args = (xp.reshape(-1), packed.weights, packed.bias, out2, res2, geom, _ACT_CODES[act], has_res)
+    args = (xp.reshape(-1), packed.weights, packed.nfull, packed.rw, packed.bias, out2, res2, geom,
+            _ACT_CODES[act], has_res)
     # a layer with few pixels but a large weight matrix (the 1x1 classifier on a 1x1 map) is bound by
     # streaming its weights: two cores stream them ~2x faster although the FLOPs are few
     small = 2 * m_total * kh * kw * cin * cout < SERIAL_FLOPS and packed.weights.nbytes < SERIAL_WEIGHT_BYTES

@@ -16,7 +16,7 @@ Weights are packed ``[cout_blocks, kh, kw * cin, NR]`` so the inner loop reads o
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from kernels.cpu.stack import prefetch, raw_view, stack_tile
 
@@ -232,55 +232,3 @@ def _work_item(xf, wf, bias, out, res, ostride, geom, act, has_res, cb, lo, hi):
         for mt in range(lo, hi):
             _tile(xf, wf, bias, out, res, ostride, mt * MR, cb, geom, act, has_res, i0, i1,
                   nxt + (mt - lo) * seg, adv)
-
-
-@njit(fastmath=True, cache=True)
-def _tile_blocks(nmt, nb, threads):
-    """Number of tile blocks (of <= MC tiles): a count that gives every thread an equal number of
-    (block, channel block) work items (static scheduling hands each a contiguous run)."""
-    nmb = (nmt + MC - 1) // MC
-    if nb % threads != 0:
-        nmb = min(nmt, (nmb + threads - 1) // threads * threads)
-    return nmb
-
-
-@njit(parallel=True, fastmath=True, cache=True)
-def conv_tiles_parallel(xf, wp, bias, out2, res2, geom, act, has_res, threads):
-    """Work item = (block of <= MC tiles, channel block): the weight panel of a channel block is
-    reused across the block's tiles while it is hot in L1/L2. Block mb covers tiles
-    [mb * nmt // nmb, (mb + 1) * nmt // nmb), so block sizes differ by at most one tile and both
-    threads get the same work (fixed-size blocks left the last thread up to 13% short: 131 tiles
-    as 10 x 14 gave 70 vs 61)."""
-    m_total = geom[9]
-    nmt = (m_total + MR - 1) // MR
-    nb = wp.shape[0]
-    nmb = _tile_blocks(nmt, nb, threads)
-    ostride = out2.shape[1]
-    xr, wr, br, outr, resr = raw_view(xf, 0), raw_view(wp, 0), raw_view(bias, 0), raw_view(out2, 0), raw_view(res2, 0)
-    for t in prange(nmb * nb):
-        mb = t // nb
-        cb = t - mb * nb
-        if m_total < MR:
-            for m in range(m_total):
-                _tile_row(xr, wr, br, outr, resr, ostride, m, cb, geom, act, has_res)
-            continue
-        _work_item(xr, wr, br, outr, resr, ostride, geom, act, has_res, cb, mb * nmt // nmb, (mb + 1) * nmt // nmb)
-
-
-@njit(fastmath=True, cache=True)
-def conv_tiles_serial(xf, wp, bias, out2, res2, geom, act, has_res):
-    """The same loop on the calling thread, for layers too small to pay the fork/join."""
-    m_total = geom[9]
-    nmt = (m_total + MR - 1) // MR
-    nmb = (nmt + MC - 1) // MC
-    nb = wp.shape[0]
-    ostride = out2.shape[1]
-    xr, wr, br, outr, resr = raw_view(xf, 0), raw_view(wp, 0), raw_view(bias, 0), raw_view(out2, 0), raw_view(res2, 0)
-    if m_total < MR:
-        for cb in range(nb):
-            for m in range(m_total):
-                _tile_row(xr, wr, br, outr, resr, ostride, m, cb, geom, act, has_res)
-        return
-    for mb in range(nmb):
-        for cb in range(nb):
-            _work_item(xr, wr, br, outr, resr, ostride, geom, act, has_res, cb, mb * MC, min(nmt, mb * MC + MC))
