@@ -27,6 +27,12 @@ how concatenation happens without copies. Inputs and ``residual`` are whole cont
     concat(xs, out)                      copying fallback along the last axis
     zero_pad(x, out, pad)                copying fallback
 
+Optional (the runtime runs the two kernels above with a buffer between them where a backend lacks it):
+
+    pack_depthwise_pointwise(dw_kernel, dw_bias, kernel, bias) -> packed     kernel (1, 1, c * mult, cout)
+    depthwise_pointwise(x, packed, out, dw_stride, dw_pad, dw_act=None, act=None, residual=None, out_c0=0)
+                                         act(conv1x1(dw_act(depthwise(x) + dw_bias)) + bias + residual)
+
 ``pack_*`` objects expose ``variant`` (a short name of the kernel that will run) so profiles can say
 which code ran. Shapes and dtypes are validated by the runtime before a kernel is called; kernels
 trust their arguments.
@@ -39,6 +45,7 @@ OPS = (
     "add", "dense", "softmax", "activation", "channel_affine", "concat", "zero_pad",
 )
 PACKERS = ("pack_conv2d", "pack_depthwise", "pack_dense")
+OPTIONAL_OPS = ("depthwise_pointwise",)
 
 
 def conv_output_size(size: int, k: int, stride: int, pad_before: int, pad_after: int) -> int:

@@ -43,7 +43,26 @@ def pack_weights(g: Graph, backend) -> dict:
             packed[n.name] = backend.pack_depthwise(w["depthwise_kernel"], w.get("bias"))
         elif n.op == "dense":
             packed[n.name] = backend.pack_dense(w["kernel"], w.get("bias"))
+        elif n.op == "depthwise_pointwise":
+            args = (w["depthwise_kernel"], w["depthwise_bias"], w["kernel"], w.get("bias"))
+            if hasattr(backend, "pack_depthwise_pointwise"):
+                packed[n.name] = backend.pack_depthwise_pointwise(*args)
+            else:
+                packed[n.name] = SeparatePair(backend, *args)
     return packed
+
+
+class SeparatePair:
+    """A depthwise_pointwise node on a backend without the fused kernel: the two kernels, with the
+    intermediate in a buffer of its own (made when the executor is built)."""
+
+    def __init__(self, backend, dw_kernel, dw_bias, kernel, bias):
+        self.dw = backend.pack_depthwise(dw_kernel, dw_bias)
+        self.pw = backend.pack_conv2d(kernel, bias)
+
+    @property
+    def variant(self):
+        return f"{getattr(self.dw, 'variant', 'depthwise')}+{getattr(self.pw, 'variant', 'conv2d')}"
 
 
 class Executor:
@@ -76,7 +95,7 @@ class Executor:
         b, a = self.backend, n.attrs
         ins = [self.buffer(v) for v in n.inputs]
         op = n.op
-        if op in ("conv2d", "depthwise_conv2d", "max_pool2d", "avg_pool2d"):
+        if op in ("conv2d", "depthwise_conv2d", "depthwise_pointwise", "max_pool2d", "avg_pool2d"):
             out, c0 = self._out(n.output)
             x = ins[0]
             if op == "conv2d":
@@ -84,6 +103,8 @@ class Executor:
                 res = ins[1] if a.get("residual") is not None else None
                 fn = lambda: b.conv2d(x, p, out, a["strides"], a["pad"], a["act"], res, c0)
                 return Step(n, fn, p.variant, p)
+            if op == "depthwise_pointwise":
+                return self._depthwise_pointwise(n, x, ins, out, c0, packed[n.name])
             if op == "depthwise_conv2d":
                 p = packed[n.name]
                 fn = lambda: b.depthwise_conv2d(x, p, out, a["strides"], a["pad"], a["act"], c0)
@@ -134,6 +155,24 @@ class Executor:
         if op == "batch_norm":
             raise ModelError(f"layer {n.name!r}: batch_norm must be folded by nets.passes.optimize first")
         raise ModelError(f"layer {n.name!r}: no kernel for op {op!r}")
+
+    def _depthwise_pointwise(self, n: Node, x, ins, out, c0, p) -> Step:
+        b, a = self.backend, n.attrs
+        res = ins[1] if a.get("residual") is not None else None
+        if not isinstance(p, SeparatePair):
+            fn = lambda: b.depthwise_pointwise(x, p, out, a["dw_strides"], a["dw_pad"], a["dw_act"], a["act"], res, c0)
+            return Step(n, fn, p.variant, p)
+        mid_shape = (self.batch,) + self._mid_shape(n)
+        mid = self.xp.empty(mid_shape, self.xp.float32)
+
+        def fn():
+            b.depthwise_conv2d(x, p.dw, mid, a["dw_strides"], a["dw_pad"], a["dw_act"], 0)
+            b.conv2d(mid, p.pw, out, (1, 1), (0, 0, 0, 0), a["act"], res, c0)
+        return Step(n, fn, p.variant, p)
+
+    def _mid_shape(self, n: Node) -> tuple:
+        oh, ow, _ = self.graph.shapes[n.output]
+        return (oh, ow, self.graph.shapes[n.inputs[0]][-1] * n.attrs["depth_multiplier"])
 
     def run(self, x, timings: list | None = None, sync=None) -> list:
         """Run on ``x`` (already validated: (batch,) + input shape, float32), returning new arrays of

@@ -9,6 +9,9 @@ Ops and their attributes (set by ``GraphBuilder``; passes add the fused forms):
     conv2d             filters, kernel_size, strides, pad (t,b,l,r), use_bias, act, [residual]
     depthwise_conv2d   kernel_size, strides, pad, depth_multiplier, use_bias, act
     separable_conv2d   filters, kernel_size, strides, pad, depth_multiplier, use_bias, act
+    depthwise_pointwise  (made by a pass: a depthwise conv and the 1x1 conv that reads it) dw_kernel_size,
+                       dw_strides, dw_pad, dw_act, depth_multiplier, filters, act, [residual]; weights
+                       depthwise_kernel, depthwise_bias, kernel, bias
     batch_norm         epsilon, center, scale
     activation         act in {"relu", "relu6", "linear", "softmax"}
     max_pool2d         pool_size, strides, pad
@@ -162,6 +165,13 @@ def infer_shape(node: Node, in_shapes: list[tuple]) -> tuple:
     if op == "input":
         return tuple(a["shape"])
     x = in_shapes[0] if in_shapes else None
+    if op == "depthwise_pointwise":
+        need_rank(x, 3)
+        oh, ow = _window_out(name, x, a["dw_kernel_size"], a["dw_strides"], a["dw_pad"])
+        out = (oh, ow, a["filters"])
+        if a.get("residual") is not None and in_shapes[1] != out:
+            raise ModelError(f"layer {name!r}: residual of shape {in_shapes[1]} does not match output {out}")
+        return out
     if op in ("conv2d", "depthwise_conv2d", "separable_conv2d", "max_pool2d", "avg_pool2d"):
         need_rank(x, 3)
         k = a["kernel_size"] if "kernel_size" in a else a["pool_size"]
@@ -241,6 +251,10 @@ def node_macs(node: Node, in_shapes: list[tuple], out_shape: tuple) -> int:
     if op == "depthwise_conv2d":
         kh, kw = a["kernel_size"]
         return out_shape[0] * out_shape[1] * out_shape[2] * kh * kw
+    if op == "depthwise_pointwise":
+        kh, kw = a["dw_kernel_size"]
+        mid = in_shapes[0][2] * a["depth_multiplier"]
+        return out_shape[0] * out_shape[1] * (mid * kh * kw + mid * out_shape[2])
     if op == "separable_conv2d":
         kh, kw = a["kernel_size"]
         mid = in_shapes[0][2] * a["depth_multiplier"]

@@ -10,6 +10,8 @@ Pipeline (``optimize``):
     fold_zero_pad    ZeroPadding2D folded into the padding of the conv / depthwise / max pool after it
     fuse_residual    add(conv(x), y) -> conv with residual=y (the conv moves to the add's place)
     fuse_activation  ReLU / ReLU6 folded into the epilogue of the conv / depthwise / dense / add before it
+    fuse_depthwise_pointwise  a depthwise conv and the 1x1 stride-1 conv that alone reads it become one
+                     depthwise_pointwise node (its output never goes through memory)
 Concatenation without copies is planned by ``nets.planner`` (producers write into channel slices).
 """
 
@@ -210,6 +212,33 @@ def fuse_activation(g: Graph) -> Graph:
     return g
 
 
+def fuse_depthwise_pointwise(g: Graph) -> Graph:
+    """depthwise_conv2d (+ bias, act) -> conv2d 1x1 / stride 1 / no padding that is its only reader
+    -> one depthwise_pointwise node in the conv's place, under the conv's name, with the depthwise
+    layer (and whatever it had absorbed) listed as fused into it."""
+    for pw in [n for n in g.nodes if n.op == "conv2d"]:
+        a = pw.attrs
+        if tuple(a["kernel_size"]) != (1, 1) or tuple(a["strides"]) != (1, 1) or tuple(a["pad"]) != (0, 0, 0, 0):
+            continue
+        dw = g.producer(pw.inputs[0])
+        if dw is None or dw.op != "depthwise_conv2d" or _sole_consumer(g, dw.output) is not pw:
+            continue
+        d = dw.attrs
+        pw.op = "depthwise_pointwise"
+        pw.attrs = dict(a, dw_kernel_size=d["kernel_size"], dw_strides=d["strides"], dw_pad=d["pad"],
+                        dw_act=d.get("act"), depth_multiplier=d["depth_multiplier"])
+        c = g.shapes[dw.output][-1]
+        dwb = dw.weights.get("bias")
+        pw.weights = dict(pw.weights, depthwise_kernel=dw.weights["depthwise_kernel"],
+                          depthwise_bias=np.zeros(c, np.float32) if dwb is None else dwb)
+        pw.weight_shapes = dict(pw.weight_shapes, depthwise_kernel=dw.weight_shapes["depthwise_kernel"],
+                                depthwise_bias=(c,))
+        pw.inputs = [dw.inputs[0]] + pw.inputs[1:]
+        pw.fused = [dw.name] + dw.fused + pw.fused
+        g.nodes.remove(dw)
+    return g
+
+
 def check_weights(g: Graph):
     missing = [n.name for n in g.nodes for k in n.weight_shapes if n.weights.get(k) is None]
     if missing:
@@ -226,5 +255,6 @@ def optimize(graph: Graph, fuse: bool = True) -> Graph:
         fold_zero_pad(g)
         fuse_residual(g)
         fuse_activation(g)
+        fuse_depthwise_pointwise(g)
     g.validate()
     return g

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from nets.ir import Graph
 
-SLICE_WRITERS = ("conv2d", "depthwise_conv2d", "max_pool2d", "avg_pool2d", "concat")
+SLICE_WRITERS = ("conv2d", "depthwise_conv2d", "depthwise_pointwise", "max_pool2d", "avg_pool2d", "concat")
 ALIGN = 16          # floats: 64-byte aligned buffers
 
 

@@ -137,8 +137,9 @@ class Profile:
         elif not fused:
             rows = [r for r in rows if r["kind"] != "fused"]
         wl = min(36, max([len(r["layer"]) + 2 * (r["kind"] != "kernel") for r in rows] + [5]))
-        wk = min(20, max([len(r["kernel"]) for r in rows] + [6]))
-        head = (f"{'idx':>4} {'layer':<{wl}} {'op':<16} {'kernel':<{wk}} {'input':<16} {'output':<16} "
+        wk = min(32, max([len(r["kernel"]) for r in rows] + [6]))
+        wo = max([len(r["op"]) for r in rows] + [16])
+        head = (f"{'idx':>4} {'layer':<{wl}} {'op':<{wo}} {'kernel':<{wk}} {'input':<16} {'output':<16} "
                 f"{'params':>9} {'MFLOP':>9} {'MB':>7} {'ms':>8} {'%':>5} {'GFLOP/s':>8} {'GB/s':>7} "
                 f"{'bound':<7} {'%roof':>5}")
         f = self.footer
@@ -152,11 +153,11 @@ class Profile:
                 if r["in_shapes"] else ""
             if r["kind"] != "kernel":
                 note = f"fused into {r['fused_into']}" if r["kind"] == "fused" else "model input"
-                lines.append(f"{'':>4} {name:<{wl}} {r['op']:<16} {'-':<{wk}} {ins:<16} "
+                lines.append(f"{'':>4} {name:<{wl}} {r['op']:<{wo}} {'-':<{wk}} {ins:<16} "
                              f"{_shape_str(r['out_shape']):<16} {r['params']:>9,} {'':>41} {note}")
                 continue
             lines.append(
-                f"{r['idx']:>4} {name:<{wl}} {r['op']:<16} {r['kernel'][:wk]:<{wk}} {ins:<16} "
+                f"{r['idx']:>4} {name:<{wl}} {r['op']:<{wo}} {r['kernel'][:wk]:<{wk}} {ins:<16} "
                 f"{_shape_str(r['out_shape']):<16} {r['params']:>9,} {2 * r['macs'] / 1e6:>9.1f} "
                 f"{r['bytes'] / 1e6:>7.2f} {r['time_ms']:>8.3f} {r['pct']:>5.1f} {r['gflops']:>8.1f} "
                 f"{r['gbs']:>7.1f} {r['bound']:<7} {r['roof_pct']:>5.0f}")

@@ -49,7 +49,13 @@ def toy_graph(top=True):
     c3 = b.avg_pool2d(z, 3, 1, padding="same", name="avg")
     c4 = b.conv2d(c3, 7, 1, name="avg_conv")
     inner = b.concat([c2, c4], name="inner_cat")
-    m = b.concat([d, inner, c1], name="mixed")
+    e = b.depthwise_conv2d(z, 3, padding="same", use_bias=False, name="dw2")     # MobileNet's pair
+    e = b.batch_norm(e, name="dw2_bn")
+    e = b.relu(e, max_value=6.0, name="dw2_relu")
+    e = b.conv2d(e, 9, 1, use_bias=False, name="pw2")
+    e = b.batch_norm(e, name="pw2_bn")
+    e = b.relu(e, max_value=6.0, name="pw2_relu")
+    m = b.concat([d, inner, c1, e], name="mixed")
     m = b.batch_norm(m, name="post_bn")         # not after a conv: stays a channel affine
     if not top:
         return b.build(m)
@@ -75,6 +81,13 @@ def test_passes_fuse_and_keep_records():
     assert sep.attrs["residual"] == "short_bn" and sep.attrs["act"] == "relu"
     assert {"sep_bn", "add", "add_relu"} <= set(sep.fused)
     assert opt.node("post_bn").op == "channel_affine"
+    # depthwise + the 1x1 conv reading it: one node under the 1x1's name
+    pw2 = opt.node("pw2")
+    assert pw2.op == "depthwise_pointwise" and pw2.fused[:3] == ["dw2", "dw2_bn", "dw2_relu"]
+    assert pw2.attrs["dw_act"] == "relu6" and pw2.attrs["act"] == "relu6" and pw2.inputs == [sep.output]
+    assert sep.op == "depthwise_pointwise" and sep.fused[0] == "sep/depthwise"
+    assert opt.node("dw").op == "depthwise_conv2d"        # multiplier 2 and no 1x1 after it: alone
+    assert optimize(g, fuse=False).node("pw2").op == "conv2d"
     # every source layer is either a node of the optimised graph or recorded as fused into one
     kept = {n.name for n in opt.nodes} | {f for n in opt.nodes for f in n.fused}
     assert {n.name for n in g.nodes} <= kept
@@ -88,6 +101,7 @@ def test_planner_reuses_memory_and_slices_concat():
     assert plan.slices[out["dw"]] == ("mixed", 0)
     assert plan.slices[out["c71"]] == ("mixed", 16 * 2)
     assert plan.slices[out["avg_conv"]] == ("mixed", 16 * 2 + 6)
+    assert plan.slices[out["pw2"]] == ("mixed", 16 * 2 + 6 + 7 + 5)
     assert out["c17"] not in plan.slices     # read by two layers: copied into the concat
     # buffers alive at the same time never overlap
     roots = list(plan.offsets)

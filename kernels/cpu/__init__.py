@@ -5,6 +5,7 @@
     pool.py        max/avg/global pooling
     dense.py       dense
     elementwise.py add, activation, channel_affine, softmax, concat, zero_pad
+    sepconv.py     depthwise_pointwise: a depthwise conv fused with the 1x1 conv that reads it
 """
 
 import hashlib as _hashlib
@@ -39,9 +40,11 @@ from kernels.cpu.dense import dense, pack_dense  # noqa: E402
 from kernels.cpu.depthwise import depthwise_conv2d, pack_depthwise  # noqa: E402
 from kernels.cpu.elementwise import activation, add, channel_affine, concat, softmax, zero_pad  # noqa: E402
 from kernels.cpu.pool import avg_pool2d, global_avg_pool, global_max_pool, max_pool2d  # noqa: E402
+from kernels.cpu.sepconv import depthwise_pointwise, pack_depthwise_pointwise  # noqa: E402
 
 __all__ = [
     "pack_conv2d", "conv2d", "pack_depthwise", "depthwise_conv2d", "pack_dense", "dense",
     "max_pool2d", "avg_pool2d", "global_avg_pool", "global_max_pool",
     "add", "activation", "channel_affine", "softmax", "concat", "zero_pad",
+    "pack_depthwise_pointwise", "depthwise_pointwise",
 ]

@@ -167,19 +167,17 @@ def _dw_pixel(xf, wf, b, of, base, rowlen, c, nq, obase, lo, hi, KH, KW):
 
 
 @njit(inline="always")
-def _dw_rows_window(x, wvar, vslot, b, out, KH, KW, SW, sh, sw, pt, pl, act, c0, i0, i1):
-    """Work items i0..i1 (see below), multiplier 1. Inlined (Numba IR) into the closures below, where KH, KW and SW
-    are constants, so the tap loops unroll and the channel loop vectorises with the sum in a
-    register. SW > 0 (3x3 only, SW == sw): runs of TP interior pixels go through _dw3x3_tile.
+def _dw_rows_window(xf, h, wd, c, wall, vslot, b, of, oh, ow, ostride, KH, KW, SW, sh, sw, pt, pl, act,
+                    c0, r_lo, r_hi, rbase, i0, i1):
+    """Work items i0..i1 over output rows [r_lo, r_hi) (flattened over n, oy; see below), multiplier 1.
+    Inlined (Numba IR) into closures where KH, KW and SW are constants, so the tap loops unroll and
+    the channel loop vectorises with the sum in a register. SW > 0 (3x3 only, SW == sw): runs of TP
+    interior pixels go through _dw3x3_tile. Arrays are flat: ``xf`` the (n, h, wd, c) input,
+    ``of`` the output, whose row r is written at row r - rbase (rows ow * ostride apart).
 
     Border pixels read a full window too: it is clamped inside the input and the weights are
     shifted to match (window tap (i, j) takes weight (i - e, j - d), zero where that falls off the
-    kernel: ``wvar[vslot[e, d]]``), so no pixel takes a per-tap branch and no padded copy is made."""
-    h, wd, c = x.shape[1], x.shape[2], x.shape[3]
-    oh, ow, ostride = out.shape[1], out.shape[2], out.shape[3]
-    xf = raw_view(x, 0)
-    of = raw_view(out, 0)
-    wall = raw_view(wvar, 0)
+    kernel: ``wall[vslot[e, d]]``), so no pixel takes a per-tap branch and no padded copy is made."""
     nw = KH * KW * c
     rowlen = wd * c
     # Interior columns: every tap inside the input.
@@ -193,7 +191,7 @@ def _dw_rows_window(x, wvar, vslot, b, out, KH, KW, SW, sh, sw, pt, pl, act, c0,
     # with pixels outermost the shifted copies of all channels (330 KB at 1024 channels) streamed
     # from L2 per pixel. Threads take equal runs of items (rows x chunks, so 19 rows or 7 rows
     # still split evenly).
-    rows = out.shape[0] * oh
+    rows = r_hi - r_lo
     nqc = (c + TQ - 1) // TQ
     # up to 256 channels the shifted weights of all channels fit L1 and rows go outermost (each
     # input row streams in once, not once per chunk: 56x56x128 ran 1.12x slower chunk-major)
@@ -201,10 +199,10 @@ def _dw_rows_window(x, wvar, vslot, b, out, KH, KW, SW, sh, sw, pt, pl, act, c0,
     for it in range(i0, i1):
         if cmajor:
             qc = it // rows
-            r = it - qc * rows
+            r = r_lo + it - qc * rows
         else:
-            r = it // nqc
-            qc = it - r * nqc
+            r = r_lo + it // nqc
+            qc = it - (r - r_lo) * nqc
         q0 = qc * TQ
         nq = min(TQ, c - q0)
         xq = raw_view(xf, q0)
@@ -216,7 +214,7 @@ def _dw_rows_window(x, wvar, vslot, b, out, KH, KW, SW, sh, sw, pt, pl, act, c0,
         y0c = min(max(y0, 0), h - KH)
         e = y0 - y0c + KH - 1
         xrow = (n * h + y0c) * rowlen
-        orow = (n * oh + oy) * ow * ostride + c0
+        orow = (r - rbase) * ow * ostride + c0
         wmid = raw_view(wall, vslot[e, KW - 1] * nw + q0)
         for ox in range(ox_lo):
             x0 = ox * sw - pl
@@ -261,15 +259,21 @@ def _specialised(kh, kw, sw):
 
     @njit(**_JIT)
     def rows_fn(x, wvar, vslot, b, out, sh, sw, pt, pl, act, c0):
-        items = out.shape[0] * out.shape[1] * ((x.shape[3] + TQ - 1) // TQ)
-        _dw_rows_window(x, wvar, vslot, b, out, KH, KW, SW, sh, sw, pt, pl, act, c0, 0, items)
+        n, h, wd, c = x.shape
+        oh, ow, ostride = out.shape[1], out.shape[2], out.shape[3]
+        items = n * oh * ((c + TQ - 1) // TQ)
+        _dw_rows_window(raw_view(x, 0), h, wd, c, raw_view(wvar, 0), vslot, raw_view(b, 0), raw_view(out, 0),
+                        oh, ow, ostride, KH, KW, SW, sh, sw, pt, pl, act, c0, 0, n * oh, 0, 0, items)
 
     @njit(**_PJIT)
     def par_fn(x, wvar, vslot, b, out, sh, sw, pt, pl, act, c0, threads):
-        items = out.shape[0] * out.shape[1] * ((x.shape[3] + TQ - 1) // TQ)
+        n, h, wd, c = x.shape
+        oh, ow, ostride = out.shape[1], out.shape[2], out.shape[3]
+        items = n * oh * ((c + TQ - 1) // TQ)
+        xf, wf, bf, of = raw_view(x, 0), raw_view(wvar, 0), raw_view(b, 0), raw_view(out, 0)
         for k in prange(threads):
-            _dw_rows_window(x, wvar, vslot, b, out, KH, KW, SW, sh, sw, pt, pl, act, c0, k * items // threads,
-                            (k + 1) * items // threads)
+            _dw_rows_window(xf, h, wd, c, wf, vslot, bf, of, oh, ow, ostride, KH, KW, SW, sh, sw, pt, pl, act,
+                            c0, 0, n * oh, 0, k * items // threads, (k + 1) * items // threads)
 
     _SPECIALISED[key] = (rows_fn, par_fn)
     return rows_fn, par_fn

@@ -1,0 +1,158 @@
+"""Depthwise convolution fused with the 1x1 convolution that reads it (MobileNet, Xception).
+
+    out = act(conv1x1(dw_act(depthwise(x) + dw_bias)) + bias [+ residual])
+
+Unfused, the depthwise output makes a round trip through memory: written by one kernel, read
+back by the next, and at Xception's 147x147x128 (11 MB) that trip goes through L3 and DRAM. Here a
+work item is a block of whole output rows (about 128 pixels): its depthwise output is computed
+into a per-thread scratch panel [pixels, cin] (37 KB at 64 channels, 280 KB at 728: L1/L2) and the
+1x1 convolution runs over that panel with the usual register tiles (``conv_drivers._item``: 6x64
+and the narrow 12x32 / 8x48 last block), writing the final output once. So the depthwise output
+never reaches the arena. The depthwise part is ``depthwise._dw_rows_window`` (clamped border
+windows, shifted weights), specialised on window size and horizontal stride.
+
+Work split: row blocks, a multiple of the thread count. (Splitting a block's output channels into
+groups that each redo the depthwise part, for maps too small for row blocks, ran 7-10% slower than
+the two kernels on MobileNet's 7x7 layers.)
+
+Falls back to the two kernels with an intermediate buffer when the depthwise part has no compiled
+window kernel (multiplier > 1, windows other than 3x3 / 5x5, maps smaller than the window) and
+when the map has too few pixels to give every thread a row block (MobileNet's 7x7 layers).
+Measured in MobileNet at 2 threads against the two kernels in the same process
+(``python bench/compare_fusion.py mobilenet``): the 112x112 and 56x56 stride-2 pairs 0.6-0.8x the
+time, 28x28 and 14x14 0.92-0.98x, 56x56 stride 1 1.0x; the whole network 0.90x.
+"""
+
+from types import SimpleNamespace
+
+import numba
+from numba import njit, prange
+
+from kernels import aligned_empty, aligned_zeros, conv_output_size
+from kernels.cpu import depthwise as dwk
+from kernels.cpu.conv import _ACT_CODES, _NO_RESIDUAL, SERIAL_FLOPS, conv2d, pack_conv2d
+from kernels.cpu.conv_drivers import _item
+from kernels.cpu.conv_tile import MR
+from kernels.cpu.depthwise import TQ, _dw_rows_window, depthwise_conv2d, pack_depthwise
+from kernels.cpu.stack import raw_view
+
+BLOCK_PIXELS = 256      # output pixels per row block (at least one row): 128 and 64 ran 5-10% slower on 147-wide maps
+_FUSED = {}
+_PANELS = {}            # panel floats -> per-thread scratch [threads, floats]
+
+
+@njit(fastmath=True, cache=True, inline="always")
+def _fused_item(blk, xf, h, wd, c, wall, vslot, dbf, wr, nfull, rw, br, outr, resr, ostride, s, geo, dact, act,
+                has_res, KH, KW, SW):
+    """Row block ``blk``: its depthwise part into the panel ``s``, then the 1x1 convolution of the
+    block's pixels for every output-channel block."""
+    sh, sw, pt, pl, oh, ow, rows, rblock, cout, c0 = geo
+    r0 = blk * rblock
+    r1 = min(rows, r0 + rblock)
+    npix = (r1 - r0) * ow
+    _dw_rows_window(xf, h, wd, c, wall, vslot, dbf, s, oh, ow, c, KH, KW, SW, sh, sw, pt, pl, dact, 0,
+                    r0, r1, r0, 0, (r1 - r0) * ((c + TQ - 1) // TQ))
+    # the 1x1 convolution over the panel: an unpadded "image" of npix pixels x c channels
+    geom = (npix, npix, 1, 1, npix * c, npix * c, c, 1, c, npix, cout, c0, 1)
+    o = raw_view(outr, r0 * ow * ostride)
+    rs = raw_view(resr, r0 * ow * cout) if has_res else resr
+    for cb in range(nfull + (1 if rw > 0 else 0)):
+        _item(s, wr, br, o, rs, ostride, geom, act, has_res, nfull, rw, cb, 0, (npix + MR - 1) // MR)
+
+
+def _fused_kernels(kh, kw, sw):
+    """Parallel and serial drivers with window size and horizontal stride baked in (closures over
+    ints only, as in ``depthwise._specialised``, so Numba's disk cache keys them stably)."""
+    SW = sw if (kh, kw) == (3, 3) and sw in dwk.TILED_STRIDES else 0
+    key = (kh, kw, SW)
+    if key in _FUSED:
+        return _FUSED[key]
+    KH, KW = kh, kw
+
+    @njit(parallel=True, fastmath=True, cache=True)
+    def fused_par(x, wvar, vslot, db, wf, nfull, rw, bias, out2, res2, scratch, geo, dact, act, has_res):
+        h, wd, c = x.shape[1], x.shape[2], x.shape[3]
+        xf, wall, dbf = raw_view(x, 0), raw_view(wvar, 0), raw_view(db, 0)
+        wr, br, outr, resr = raw_view(wf, 0), raw_view(bias, 0), raw_view(out2, 0), raw_view(res2, 0)
+        for blk in prange((geo[6] + geo[7] - 1) // geo[7]):
+            s = raw_view(scratch[numba.get_thread_id()], 0)
+            _fused_item(blk, xf, h, wd, c, wall, vslot, dbf, wr, nfull, rw, br, outr, resr, out2.shape[1], s,
+                        geo, dact, act, has_res, KH, KW, SW)
+
+    @njit(fastmath=True, cache=True)
+    def fused_serial(x, wvar, vslot, db, wf, nfull, rw, bias, out2, res2, scratch, geo, dact, act, has_res):
+        h, wd, c = x.shape[1], x.shape[2], x.shape[3]
+        xf, wall, dbf = raw_view(x, 0), raw_view(wvar, 0), raw_view(db, 0)
+        wr, br, outr, resr = raw_view(wf, 0), raw_view(bias, 0), raw_view(out2, 0), raw_view(res2, 0)
+        s = raw_view(scratch, 0)
+        for blk in range((geo[6] + geo[7] - 1) // geo[7]):
+            _fused_item(blk, xf, h, wd, c, wall, vslot, dbf, wr, nfull, rw, br, outr, resr, out2.shape[1], s,
+                        geo, dact, act, has_res, KH, KW, SW)
+
+    _FUSED[key] = (fused_par, fused_serial)
+    return fused_par, fused_serial
+
+
+def pack_depthwise_pointwise(dw_kernel, dw_bias, kernel, bias):
+    """Depthwise weights (kh, kw, c, mult) + bias and 1x1 weights (1, 1, c * mult, cout) + bias."""
+    dw = pack_depthwise(dw_kernel, dw_bias)
+    pw = pack_conv2d(kernel, bias)
+    return SimpleNamespace(dw=dw, pw=pw, variant=f"{dw.variant}+{pw.direct_variant}", scratch={})
+
+
+def _fallback(x, packed, out, dw_stride, dw_pad, dw_act, act, residual, out_c0, oh, ow):
+    key = ("mid", x.shape[0], oh, ow)
+    mid = packed.scratch.get(key)
+    if mid is None:
+        mid = packed.scratch[key] = aligned_empty((x.shape[0], oh, ow, packed.dw.c * packed.dw.mult))
+    depthwise_conv2d(x, packed.dw, mid, dw_stride, dw_pad, dw_act)
+    conv2d(mid, packed.pw, out, (1, 1), (0, 0, 0, 0), act, residual, out_c0)
+    packed.variant = f"{packed.dw.variant}+{packed.pw.variant}"
+
+
+def depthwise_pointwise(x, packed, out, dw_stride, dw_pad, dw_act=None, act=None, residual=None, out_c0=0):
+    """Write act(conv1x1(dw_act(depthwise(x))) + bias [+ residual]) into channels
+    [out_c0, out_c0 + cout) of ``out``."""
+    dw, pw = packed.dw, packed.pw
+    sh, sw = (int(v) for v in dw_stride)
+    pt, pb, pl, pr = (int(v) for v in dw_pad)
+    n, h, w, c = x.shape
+    oh = conv_output_size(h, dw.kh, sh, pt, pb)
+    ow = conv_output_size(w, dw.kw, sw, pl, pr)
+    cout = pw.kernel_shape[3]
+    if dw.fast == "dw_generic" or h < dw.kh or w < dw.kw:
+        _fallback(x, packed, out, (sh, sw), (pt, pb, pl, pr), dw_act, act, residual, out_c0, oh, ow)
+        return
+    threads = numba.get_num_threads()
+    rows = n * oh
+    flops = 2 * rows * ow * c * (dw.kh * dw.kw + cout)
+    if threads == 1 or flops < SERIAL_FLOPS:
+        threads = 1
+    if threads > 1 and rows * ow < threads * BLOCK_PIXELS // 2:
+        # too few pixels to give each thread row blocks (7x7, 10x10)
+        _fallback(x, packed, out, (sh, sw), (pt, pb, pl, pr), dw_act, act, residual, out_c0, oh, ow)
+        return
+    nblocks = -(-rows * ow // BLOCK_PIXELS)
+    nblocks = min(rows, -(-nblocks // threads) * threads)
+    rblock = -(-rows // nblocks)
+    key = (h, w, sh, sw, pt, pl)
+    edges = dw.edges.get(key)
+    if edges is None:
+        edges = dw.edges[key] = dwk.edge_weights(dw.w, h, w, (sh, sw), pt, pl, oh, ow)
+    size = rblock * ow * c
+    scratch = _PANELS.get(size)
+    if scratch is None:     # shared by all layers of that panel size (layers run one at a time)
+        scratch = _PANELS[size] = aligned_zeros((numba.config.NUMBA_NUM_THREADS, size))
+    m_total = rows * ow
+    out2 = out.reshape(m_total, out.shape[-1])
+    has_res = residual is not None
+    res2 = residual.reshape(m_total, cout) if has_res else _NO_RESIDUAL
+    geo = (sh, sw, pt, pl, oh, ow, rows, rblock, cout, int(out_c0))
+    fused_par, fused_serial = _fused_kernels(dw.kh, dw.kw, sw)
+    packed.variant = f"{dw.fast}+{pw.direct_variant}"
+    args = (x, edges[0], edges[1], dw.b, pw.weights, pw.nfull, pw.rw, pw.bias, out2, res2, scratch, geo,
+            _ACT_CODES[dw_act], _ACT_CODES[act], has_res)
+    if threads == 1:
+        fused_serial(*args)
+    else:
+        fused_par(*args)

@@ -1,0 +1,92 @@
+"""kernels.cpu.sepconv (depthwise fused with the 1x1 conv after it) against the NumPy oracle."""
+
+import numba
+import numpy as np
+import pytest
+
+from kernels import conv_output_size
+from kernels import reference as ref
+from kernels.cpu import sepconv
+
+FILL = np.float32(-77.5)
+
+
+@pytest.fixture(params=[1, 2], ids=["threads1", "threads2"])
+def threads(request):
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(request.param, numba.config.NUMBA_NUM_THREADS))
+    yield request.param
+    numba.set_num_threads(before)
+
+
+def run(rng, n, h, w, c, cout, k, stride, pad, dw_act, act, residual, extra=(0, 0), mult=1):
+    x = rng.standard_normal((n, h, w, c), dtype=np.float32)
+    dk = rng.standard_normal((k, k, c, mult), dtype=np.float32)
+    db = rng.standard_normal(c * mult, dtype=np.float32)
+    pk = rng.standard_normal((1, 1, c * mult, cout), dtype=np.float32) / np.sqrt(c)
+    pb = rng.standard_normal(cout, dtype=np.float32)
+    oh = conv_output_size(h, k, stride[0], pad[0], pad[1])
+    ow = conv_output_size(w, k, stride[1], pad[2], pad[3])
+    res = rng.standard_normal((n, oh, ow, cout), dtype=np.float32) if residual else None
+    mid = ref.depthwise_conv2d(x, dk, db, stride, pad, dw_act)
+    want = ref.conv2d(mid, pk, pb, (1, 1), (0, 0, 0, 0), act, res)
+    pre = np.abs(ref.conv2d(mid, pk, pb, (1, 1), (0, 0, 0, 0), None, res)).max()
+    out = np.full((n, oh, ow, extra[0] + cout + extra[1]), FILL, np.float32)
+    packed = sepconv.pack_depthwise_pointwise(dk, db, pk, pb)
+    sepconv.depthwise_pointwise(x, packed, out, stride, pad, dw_act, act, res, extra[0])
+    got = out[..., extra[0]:extra[0] + cout]
+    err = float(np.abs(got.astype(np.float64) - want).max() / pre)
+    others_untouched = bool(np.all(out[..., :extra[0]] == FILL) and np.all(out[..., extra[0] + cout:] == FILL))
+    return err, others_untouched, packed
+
+
+# (n, h, w, c, cout, k, stride, pad): the networks' separable blocks at small sizes, plus odd ones
+CASES = {
+    "mobilenet_s1": (1, 14, 14, 32, 64, 3, (1, 1), (1, 1, 1, 1)),
+    "mobilenet_s2_bottom_right": (1, 15, 15, 48, 96, 3, (2, 2), (0, 1, 0, 1)),
+    "xception_wide_rows": (1, 9, 150, 16, 40, 3, (1, 1), (1, 1, 1, 1)),
+    "xception_19x19_728_like": (1, 19, 19, 96, 100, 3, (1, 1), (1, 1, 1, 1)),
+    "few_pixels_7x7": (1, 7, 7, 80, 200, 3, (1, 1), (1, 1, 1, 1)),      # 2 threads: the two kernels
+    "batch3_ragged": (3, 10, 11, 70, 33, 3, (1, 1), (1, 1, 1, 1)),
+    "window_5x5": (2, 12, 9, 24, 64, 5, (1, 1), (2, 2, 2, 2)),
+    "wide_channels_chunk_major": (1, 9, 9, 300, 64, 3, (1, 1), (1, 1, 1, 1)),
+}
+
+
+@pytest.mark.parametrize("residual", [False, True], ids=["plain", "residual"])
+@pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
+def test_fused_matches_reference(case, residual, threads):
+    rng = np.random.default_rng(len(case))
+    err, untouched, packed = run(rng, *CASES[case], "relu6", "relu", residual, extra=(5, 3))
+    assert err <= 1e-5
+    assert untouched
+    assert "+" in packed.variant and not packed.variant.startswith("dw_generic")
+
+
+@pytest.mark.parametrize("dw_act,act", [(None, None), ("relu", None), (None, "relu6")])
+def test_activations(dw_act, act, threads):
+    err, _, _ = run(np.random.default_rng(3), 1, 11, 12, 40, 70, 3, (1, 1), (1, 1, 1, 1), dw_act, act, False)
+    assert err <= 1e-5
+
+
+@pytest.mark.parametrize("shape", [(1, 2, 2, 16, 20, 3, (1, 1), (1, 1, 1, 1)),       # map smaller than the window
+                                   (1, 8, 8, 8, 24, 3, (1, 1), (1, 1, 1, 1))])       # multiplier 2
+def test_fallback_paths(shape, threads):
+    mult = 2 if shape[1] == 8 else 1
+    err, untouched, packed = run(np.random.default_rng(5), *shape, "relu", None, True, extra=(2, 1), mult=mult)
+    assert err <= 1e-5 and untouched
+    assert packed.variant.startswith("dw_generic")
+
+
+def test_one_and_two_threads_agree():
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((1, 19, 19, 64), dtype=np.float32)
+    packed = sepconv.pack_depthwise_pointwise(rng.standard_normal((3, 3, 64, 1), dtype=np.float32), None,
+                                              rng.standard_normal((1, 1, 64, 96), dtype=np.float32), None)
+    outs = []
+    for t in (1, 2):
+        numba.set_num_threads(min(t, numba.config.NUMBA_NUM_THREADS))
+        out = np.empty((1, 19, 19, 96), np.float32)
+        sepconv.depthwise_pointwise(x, packed, out, (1, 1), (1, 1, 1, 1), None, "relu")
+        outs.append(out)
+    np.testing.assert_array_equal(outs[0], outs[1])
