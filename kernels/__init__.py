@@ -30,8 +30,8 @@ how concatenation happens without copies. Inputs and ``residual`` are whole cont
 Optional (the runtime runs the two kernels above with a buffer between them where a backend lacks it):
 
     pack_depthwise_pointwise(dw_kernel, dw_bias, kernel, bias) -> packed     kernel (1, 1, c * mult, cout)
-    depthwise_pointwise(x, packed, out, dw_stride, dw_pad, dw_act=None, act=None, residual=None, out_c0=0)
-                                         act(conv1x1(dw_act(depthwise(x) + dw_bias)) + bias + residual)
+    depthwise_pointwise(x, packed, out, dw_stride, dw_pad, dw_act=None, act=None, residual=None, out_c0=0,
+                        in_act=None)   act(conv1x1(dw_act(depthwise(in_act(x)) + dw_bias)) + bias + residual)
 
 ``pack_*`` objects expose ``variant`` (a short name of the kernel that will run) so profiles can say
 which code ran. Shapes and dtypes are validated by the runtime before a kernel is called; kernels

@@ -160,13 +160,17 @@ class Executor:
         b, a = self.backend, n.attrs
         res = ins[1] if a.get("residual") is not None else None
         if not isinstance(p, SeparatePair):
-            fn = lambda: b.depthwise_pointwise(x, p, out, a["dw_strides"], a["dw_pad"], a["dw_act"], a["act"], res, c0)
+            fn = lambda: b.depthwise_pointwise(x, p, out, a["dw_strides"], a["dw_pad"], a["dw_act"], a["act"], res, c0,
+                                               a.get("in_act"))
             return Step(n, fn, p.variant, p)
         mid_shape = (self.batch,) + self._mid_shape(n)
         mid = self.xp.empty(mid_shape, self.xp.float32)
+        xin = x if a.get("in_act") is None else self.xp.empty(x.shape, self.xp.float32)
 
         def fn():
-            b.depthwise_conv2d(x, p.dw, mid, a["dw_strides"], a["dw_pad"], a["dw_act"], 0)
+            if xin is not x:
+                b.activation(x, xin, a["in_act"])
+            b.depthwise_conv2d(xin, p.dw, mid, a["dw_strides"], a["dw_pad"], a["dw_act"], 0)
             b.conv2d(mid, p.pw, out, (1, 1), (0, 0, 0, 0), a["act"], res, c0)
         return Step(n, fn, p.variant, p)
 

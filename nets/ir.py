@@ -10,7 +10,8 @@ Ops and their attributes (set by ``GraphBuilder``; passes add the fused forms):
     depthwise_conv2d   kernel_size, strides, pad, depth_multiplier, use_bias, act
     separable_conv2d   filters, kernel_size, strides, pad, depth_multiplier, use_bias, act
     depthwise_pointwise  (made by a pass: a depthwise conv and the 1x1 conv that reads it) dw_kernel_size,
-                       dw_strides, dw_pad, dw_act, depth_multiplier, filters, act, [residual]; weights
+                       dw_strides, dw_pad, dw_act, depth_multiplier, filters, act, [residual], [in_act]
+                       (an activation on the input, before the depthwise); weights
                        depthwise_kernel, depthwise_bias, kernel, bias
     batch_norm         epsilon, center, scale
     activation         act in {"relu", "relu6", "linear", "softmax"}

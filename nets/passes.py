@@ -12,6 +12,9 @@ Pipeline (``optimize``):
     fuse_activation  ReLU / ReLU6 folded into the epilogue of the conv / depthwise / dense / add before it
     fuse_depthwise_pointwise  a depthwise conv and the 1x1 stride-1 conv that alone reads it become one
                      depthwise_pointwise node (its output never goes through memory)
+    fuse_input_activation  a ReLU / ReLU6 whose only reader is a depthwise_pointwise node is applied by
+                     that node to its inputs as it loads them (Xception: the ReLU's input is also the
+                     residual, so it cannot go into the epilogue before it)
 Concatenation without copies is planned by ``nets.planner`` (producers write into channel slices).
 """
 
@@ -239,6 +242,18 @@ def fuse_depthwise_pointwise(g: Graph) -> Graph:
     return g
 
 
+def fuse_input_activation(g: Graph) -> Graph:
+    for act in [n for n in g.nodes if n.op == "activation" and n.attrs["act"] in ("relu", "relu6")]:
+        nxt = _sole_consumer(g, act.output)
+        if nxt is None or nxt.op != "depthwise_pointwise" or nxt.inputs[0] != act.output or nxt.attrs.get("in_act"):
+            continue
+        nxt.attrs["in_act"] = act.attrs["act"]
+        nxt.inputs[0] = act.inputs[0]
+        nxt.fused.insert(0, act.name)
+        g.nodes.remove(act)
+    return g
+
+
 def check_weights(g: Graph):
     missing = [n.name for n in g.nodes for k in n.weight_shapes if n.weights.get(k) is None]
     if missing:
@@ -256,5 +271,6 @@ def optimize(graph: Graph, fuse: bool = True) -> Graph:
         fuse_residual(g)
         fuse_activation(g)
         fuse_depthwise_pointwise(g)
+        fuse_input_activation(g)
     g.validate()
     return g

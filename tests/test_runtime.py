@@ -55,7 +55,9 @@ def toy_graph(top=True):
     e = b.conv2d(e, 9, 1, use_bias=False, name="pw2")
     e = b.batch_norm(e, name="pw2_bn")
     e = b.relu(e, max_value=6.0, name="pw2_relu")
-    m = b.concat([d, inner, c1, e], name="mixed")
+    q = b.activation(s, "relu", name="pre_relu")     # Xception: its input is also a residual ("add")
+    q = b.separable_conv2d(q, 4, 3, padding="same", use_bias=False, name="sep2")
+    m = b.concat([d, inner, c1, e, q], name="mixed")
     m = b.batch_norm(m, name="post_bn")         # not after a conv: stays a channel affine
     if not top:
         return b.build(m)
@@ -88,6 +90,9 @@ def test_passes_fuse_and_keep_records():
     assert sep.op == "depthwise_pointwise" and sep.fused[0] == "sep/depthwise"
     assert opt.node("dw").op == "depthwise_conv2d"        # multiplier 2 and no 1x1 after it: alone
     assert optimize(g, fuse=False).node("pw2").op == "conv2d"
+    sep2 = opt.node("sep2")
+    assert sep2.attrs["in_act"] == "relu" and sep2.fused[:2] == ["pre_relu", "sep2/depthwise"]
+    assert sep2.inputs == [short.output]
     # every source layer is either a node of the optimised graph or recorded as fused into one
     kept = {n.name for n in opt.nodes} | {f for n in opt.nodes for f in n.fused}
     assert {n.name for n in g.nodes} <= kept

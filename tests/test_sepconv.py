@@ -19,8 +19,8 @@ def threads(request):
     numba.set_num_threads(before)
 
 
-def run(rng, n, h, w, c, cout, k, stride, pad, dw_act, act, residual, extra=(0, 0), mult=1):
-    x = rng.standard_normal((n, h, w, c), dtype=np.float32)
+def run(rng, n, h, w, c, cout, k, stride, pad, dw_act, act, residual, extra=(0, 0), mult=1, in_act=None):
+    x = rng.standard_normal((n, h, w, c), dtype=np.float32) * (4 if in_act else 1)
     dk = rng.standard_normal((k, k, c, mult), dtype=np.float32)
     db = rng.standard_normal(c * mult, dtype=np.float32)
     pk = rng.standard_normal((1, 1, c * mult, cout), dtype=np.float32) / np.sqrt(c)
@@ -28,12 +28,13 @@ def run(rng, n, h, w, c, cout, k, stride, pad, dw_act, act, residual, extra=(0, 
     oh = conv_output_size(h, k, stride[0], pad[0], pad[1])
     ow = conv_output_size(w, k, stride[1], pad[2], pad[3])
     res = rng.standard_normal((n, oh, ow, cout), dtype=np.float32) if residual else None
-    mid = ref.depthwise_conv2d(x, dk, db, stride, pad, dw_act)
+    xin = x if in_act is None else ref.activation(x, in_act)
+    mid = ref.depthwise_conv2d(xin, dk, db, stride, pad, dw_act)
     want = ref.conv2d(mid, pk, pb, (1, 1), (0, 0, 0, 0), act, res)
     pre = np.abs(ref.conv2d(mid, pk, pb, (1, 1), (0, 0, 0, 0), None, res)).max()
     out = np.full((n, oh, ow, extra[0] + cout + extra[1]), FILL, np.float32)
     packed = sepconv.pack_depthwise_pointwise(dk, db, pk, pb)
-    sepconv.depthwise_pointwise(x, packed, out, stride, pad, dw_act, act, res, extra[0])
+    sepconv.depthwise_pointwise(x, packed, out, stride, pad, dw_act, act, res, extra[0], in_act)
     got = out[..., extra[0]:extra[0] + cout]
     err = float(np.abs(got.astype(np.float64) - want).max() / pre)
     others_untouched = bool(np.all(out[..., :extra[0]] == FILL) and np.all(out[..., extra[0] + cout:] == FILL))
@@ -67,6 +68,19 @@ def test_fused_matches_reference(case, residual, threads):
 def test_activations(dw_act, act, threads):
     err, _, _ = run(np.random.default_rng(3), 1, 11, 12, 40, 70, 3, (1, 1), (1, 1, 1, 1), dw_act, act, False)
     assert err <= 1e-5
+
+
+@pytest.mark.parametrize("in_act", ["relu", "relu6"])
+@pytest.mark.parametrize("shape", [(1, 19, 19, 72, 72, 3, (1, 1), (1, 1, 1, 1)),      # fused, 3x3 tiles
+                                   (1, 13, 12, 20, 24, 5, (2, 2), (2, 2, 2, 2)),      # fused, 5x5 / stride 2
+                                   (1, 5, 5, 16, 24, 3, (1, 1), (1, 1, 1, 1)),        # 2 threads: two kernels
+                                   (1, 6, 6, 8, 24, 3, (1, 1), (1, 1, 1, 1))])        # multiplier 2: fallback
+def test_input_activation(in_act, shape, threads):
+    # inputs spread over [-10, 10] so both relu6 clamps matter
+    mult = 2 if shape[3] == 8 else 1
+    err, untouched, _ = run(np.random.default_rng(7), *shape, None, "relu", True, extra=(1, 2), mult=mult,
+                            in_act=in_act)
+    assert err <= 1e-5 and untouched
 
 
 @pytest.mark.parametrize("shape", [(1, 2, 2, 16, 20, 3, (1, 1), (1, 1, 1, 1)),       # map smaller than the window

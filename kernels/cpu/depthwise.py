@@ -89,6 +89,18 @@ def _dw_generic_par(x, w, b, out, sh, sw, pt, pl, mult, act, c0, step, nchunk):
 
 
 _u = np.uint64   # an index that is not wraparound-checked: see _dw3x3_tile
+
+
+@njit(inline="always")
+def _ia(v, IA):
+    """The activation applied to an input as it is loaded (IA: 0 none, 1 relu, 2 relu6; a constant
+    at every call site): Xception's ReLU before each separable conv, whose input is also the
+    un-activated residual, costs no pass of its own. Padding stays zero (relu(0) = 0)."""
+    if IA == 1:
+        return max(v, np.float32(0.0))
+    if IA == 2:
+        return min(max(v, np.float32(0.0)), np.float32(6.0))
+    return v
 TP = 4     # output pixels per 3x3 tile (one row, adjacent columns)
 TQ = 64    # channels per tile chunk: 4 zmm per pixel; a 64-trip loop is vectorised, not fully unrolled
 
@@ -99,7 +111,7 @@ _stack_tile = stack_tile(TP, TQ)
 
 
 @njit(inline="always")
-def _dw3x3_tile(xf, wf, b, of, base, rowlen, c, nq, obase, ostride, lo, hi, SW):
+def _dw3x3_tile(xf, wf, b, of, base, rowlen, c, nq, obase, ostride, lo, hi, SW, IA):
     """TP adjacent output pixels of one row, 3x3 window, channels [0, nq) of the views passed in.
 
     Each weight vector is loaded once for TP pixels and (stride 1) each input vector feeds up to 3
@@ -120,20 +132,20 @@ def _dw3x3_tile(xf, wf, b, of, base, rowlen, c, nq, obase, ostride, lo, hi, SW):
         a2 = a0
         a3 = a0
         w0, w1, w2 = wf[_u(q)], wf[_u(k1 + q)], wf[_u(k2 + q)]
-        a0 += x0[_u(q)] * w0 + x0[_u(k1 + q)] * w1 + x0[_u(k2 + q)] * w2
-        a1 += x0[_u(s1 + q)] * w0 + x0[_u(s1 + k1 + q)] * w1 + x0[_u(s1 + k2 + q)] * w2
-        a2 += x0[_u(s2 + q)] * w0 + x0[_u(s2 + k1 + q)] * w1 + x0[_u(s2 + k2 + q)] * w2
-        a3 += x0[_u(s3 + q)] * w0 + x0[_u(s3 + k1 + q)] * w1 + x0[_u(s3 + k2 + q)] * w2
+        a0 += _ia(x0[_u(q)], IA) * w0 + _ia(x0[_u(k1 + q)], IA) * w1 + _ia(x0[_u(k2 + q)], IA) * w2
+        a1 += _ia(x0[_u(s1 + q)], IA) * w0 + _ia(x0[_u(s1 + k1 + q)], IA) * w1 + _ia(x0[_u(s1 + k2 + q)], IA) * w2
+        a2 += _ia(x0[_u(s2 + q)], IA) * w0 + _ia(x0[_u(s2 + k1 + q)], IA) * w1 + _ia(x0[_u(s2 + k2 + q)], IA) * w2
+        a3 += _ia(x0[_u(s3 + q)], IA) * w0 + _ia(x0[_u(s3 + k1 + q)], IA) * w1 + _ia(x0[_u(s3 + k2 + q)], IA) * w2
         w0, w1, w2 = wf[_u(k3 + q)], wf[_u(k4 + q)], wf[_u(k5 + q)]
-        a0 += x1[_u(q)] * w0 + x1[_u(k1 + q)] * w1 + x1[_u(k2 + q)] * w2
-        a1 += x1[_u(s1 + q)] * w0 + x1[_u(s1 + k1 + q)] * w1 + x1[_u(s1 + k2 + q)] * w2
-        a2 += x1[_u(s2 + q)] * w0 + x1[_u(s2 + k1 + q)] * w1 + x1[_u(s2 + k2 + q)] * w2
-        a3 += x1[_u(s3 + q)] * w0 + x1[_u(s3 + k1 + q)] * w1 + x1[_u(s3 + k2 + q)] * w2
+        a0 += _ia(x1[_u(q)], IA) * w0 + _ia(x1[_u(k1 + q)], IA) * w1 + _ia(x1[_u(k2 + q)], IA) * w2
+        a1 += _ia(x1[_u(s1 + q)], IA) * w0 + _ia(x1[_u(s1 + k1 + q)], IA) * w1 + _ia(x1[_u(s1 + k2 + q)], IA) * w2
+        a2 += _ia(x1[_u(s2 + q)], IA) * w0 + _ia(x1[_u(s2 + k1 + q)], IA) * w1 + _ia(x1[_u(s2 + k2 + q)], IA) * w2
+        a3 += _ia(x1[_u(s3 + q)], IA) * w0 + _ia(x1[_u(s3 + k1 + q)], IA) * w1 + _ia(x1[_u(s3 + k2 + q)], IA) * w2
         w0, w1, w2 = wf[_u(k6 + q)], wf[_u(k7 + q)], wf[_u(k8 + q)]
-        a0 += x2[_u(q)] * w0 + x2[_u(k1 + q)] * w1 + x2[_u(k2 + q)] * w2
-        a1 += x2[_u(s1 + q)] * w0 + x2[_u(s1 + k1 + q)] * w1 + x2[_u(s1 + k2 + q)] * w2
-        a2 += x2[_u(s2 + q)] * w0 + x2[_u(s2 + k1 + q)] * w1 + x2[_u(s2 + k2 + q)] * w2
-        a3 += x2[_u(s3 + q)] * w0 + x2[_u(s3 + k1 + q)] * w1 + x2[_u(s3 + k2 + q)] * w2
+        a0 += _ia(x2[_u(q)], IA) * w0 + _ia(x2[_u(k1 + q)], IA) * w1 + _ia(x2[_u(k2 + q)], IA) * w2
+        a1 += _ia(x2[_u(s1 + q)], IA) * w0 + _ia(x2[_u(s1 + k1 + q)], IA) * w1 + _ia(x2[_u(s1 + k2 + q)], IA) * w2
+        a2 += _ia(x2[_u(s2 + q)], IA) * w0 + _ia(x2[_u(s2 + k1 + q)], IA) * w1 + _ia(x2[_u(s2 + k2 + q)], IA) * w2
+        a3 += _ia(x2[_u(s3 + q)], IA) * w0 + _ia(x2[_u(s3 + k1 + q)], IA) * w1 + _ia(x2[_u(s3 + k2 + q)], IA) * w2
         tmp[0, q] = a0
         tmp[1, q] = a1
         tmp[2, q] = a2
@@ -149,7 +161,7 @@ _pixel_tile = stack_tile(1, TQ)
 
 
 @njit(inline="always")
-def _dw_pixel(xf, wf, b, of, base, rowlen, c, nq, obase, lo, hi, KH, KW):
+def _dw_pixel(xf, wf, b, of, base, rowlen, c, nq, obase, lo, hi, KH, KW, IA):
     """One output pixel, channels [0, nq) of the views passed in, the KH x KW sum in a register: a
     full window that starts at ``base`` of the input and the (possibly shifted) weights ``wf``. The
     sums go to a stack tile first: stored straight into ``out`` next to 2 * KH * KW input streams,
@@ -159,7 +171,7 @@ def _dw_pixel(xf, wf, b, of, base, rowlen, c, nq, obase, lo, hi, KH, KW):
         acc = b[_u(q)]
         for i in range(KH):
             for j in range(KW):
-                acc += xf[_u(base) + _u(i * rowlen + j * c + q)] * wf[_u((i * KW + j) * c + q)]
+                acc += _ia(xf[_u(base) + _u(i * rowlen + j * c + q)], IA) * wf[_u((i * KW + j) * c + q)]
         tmp[0, q] = acc
     o = raw_view(of, obase)
     for q in range(nq):
@@ -167,13 +179,14 @@ def _dw_pixel(xf, wf, b, of, base, rowlen, c, nq, obase, lo, hi, KH, KW):
 
 
 @njit(inline="always")
-def _dw_rows_window(xf, h, wd, c, wall, vslot, b, of, oh, ow, ostride, KH, KW, SW, sh, sw, pt, pl, act,
+def _dw_rows_window(xf, h, wd, c, wall, vslot, b, of, oh, ow, ostride, KH, KW, SW, IA, sh, sw, pt, pl, act,
                     c0, r_lo, r_hi, rbase, i0, i1):
     """Work items i0..i1 over output rows [r_lo, r_hi) (flattened over n, oy; see below), multiplier 1.
     Inlined (Numba IR) into closures where KH, KW and SW are constants, so the tap loops unroll and
     the channel loop vectorises with the sum in a register. SW > 0 (3x3 only, SW == sw): runs of TP
-    interior pixels go through _dw3x3_tile. Arrays are flat: ``xf`` the (n, h, wd, c) input,
-    ``of`` the output, whose row r is written at row r - rbase (rows ow * ostride apart).
+    interior pixels go through _dw3x3_tile; IA: an activation on the inputs (``_ia``). Arrays are
+    flat: ``xf`` the (n, h, wd, c) input, ``of`` the output, whose row r is written at row r - rbase
+    (rows ow * ostride apart).
 
     Border pixels read a full window too: it is clamped inside the input and the weights are
     shifted to match (window tap (i, j) takes weight (i - e, j - d), zero where that falls off the
@@ -220,19 +233,19 @@ def _dw_rows_window(xf, h, wd, c, wall, vslot, b, of, oh, ow, ostride, KH, KW, S
             x0 = ox * sw - pl
             x0c = min(max(x0, 0), wd - KW)
             _dw_pixel(xq, raw_view(wall, vslot[e, x0 - x0c + KW - 1] * nw + q0), bq, oq, xrow + x0c * c, rowlen,
-                      c, nq, orow + ox * ostride, lo, hi, KH, KW)
+                      c, nq, orow + ox * ostride, lo, hi, KH, KW, IA)
         if SW > 0:
             for ox in range(ox_lo, ox_t, TP):
                 _dw3x3_tile(xq, wmid, bq, oq, xrow + (ox * SW - pl) * c, rowlen, c, nq, orow + ox * ostride,
-                            ostride, lo, hi, SW)
+                            ostride, lo, hi, SW, IA)
         for ox in range(ox_t, ox_hi):
             _dw_pixel(xq, wmid, bq, oq, xrow + (ox * sw - pl) * c, rowlen, c, nq, orow + ox * ostride, lo, hi,
-                      KH, KW)
+                      KH, KW, IA)
         for ox in range(ox_hi, ow):
             x0 = ox * sw - pl
             x0c = min(max(x0, 0), wd - KW)
             _dw_pixel(xq, raw_view(wall, vslot[e, x0 - x0c + KW - 1] * nw + q0), bq, oq, xrow + x0c * c, rowlen,
-                      c, nq, orow + ox * ostride, lo, hi, KH, KW)
+                      c, nq, orow + ox * ostride, lo, hi, KH, KW, IA)
 
 
 # Windows that get a compiled interior (3x3: MobileNet, Xception; 5x5: MobileNetV2-style nets);
@@ -263,7 +276,7 @@ def _specialised(kh, kw, sw):
         oh, ow, ostride = out.shape[1], out.shape[2], out.shape[3]
         items = n * oh * ((c + TQ - 1) // TQ)
         _dw_rows_window(raw_view(x, 0), h, wd, c, raw_view(wvar, 0), vslot, raw_view(b, 0), raw_view(out, 0),
-                        oh, ow, ostride, KH, KW, SW, sh, sw, pt, pl, act, c0, 0, n * oh, 0, 0, items)
+                        oh, ow, ostride, KH, KW, SW, 0, sh, sw, pt, pl, act, c0, 0, n * oh, 0, 0, items)
 
     @njit(**_PJIT)
     def par_fn(x, wvar, vslot, b, out, sh, sw, pt, pl, act, c0, threads):
@@ -272,7 +285,7 @@ def _specialised(kh, kw, sw):
         items = n * oh * ((c + TQ - 1) // TQ)
         xf, wf, bf, of = raw_view(x, 0), raw_view(wvar, 0), raw_view(b, 0), raw_view(out, 0)
         for k in prange(threads):
-            _dw_rows_window(xf, h, wd, c, wf, vslot, bf, of, oh, ow, ostride, KH, KW, SW, sh, sw, pt, pl, act,
+            _dw_rows_window(xf, h, wd, c, wf, vslot, bf, of, oh, ow, ostride, KH, KW, SW, 0, sh, sw, pt, pl, act,
                             c0, 0, n * oh, 0, k * items // threads, (k + 1) * items // threads)
 
     _SPECIALISED[key] = (rows_fn, par_fn)

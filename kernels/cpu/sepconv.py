@@ -1,6 +1,6 @@
 """Depthwise convolution fused with the 1x1 convolution that reads it (MobileNet, Xception).
 
-    out = act(conv1x1(dw_act(depthwise(x) + dw_bias)) + bias [+ residual])
+    out = act(conv1x1(dw_act(depthwise(in_act(x)) + dw_bias)) + bias [+ residual])
 
 Unfused, the depthwise output makes a round trip through memory: written by one kernel, read
 back by the next, and at Xception's 147x147x128 (11 MB) that trip goes through L3 and DRAM. Here a
@@ -9,7 +9,9 @@ into a per-thread scratch panel [pixels, cin] (37 KB at 64 channels, 280 KB at 7
 1x1 convolution runs over that panel with the usual register tiles (``conv_drivers._item``: 6x64
 and the narrow 12x32 / 8x48 last block), writing the final output once. So the depthwise output
 never reaches the arena. The depthwise part is ``depthwise._dw_rows_window`` (clamped border
-windows, shifted weights), specialised on window size and horizontal stride.
+windows, shifted weights), specialised on window size, horizontal stride and ``in_act``: the
+activation of Xception's ReLU layers, applied to the inputs as they are loaded (that ReLU's input
+is also the block's residual, so it cannot go into the producer's epilogue).
 
 Work split: row blocks, a multiple of the thread count. (Splitting a block's output channels into
 groups that each redo the depthwise part, for maps too small for row blocks, ran 7-10% slower than
@@ -34,6 +36,7 @@ from kernels.cpu.conv import _ACT_CODES, _NO_RESIDUAL, SERIAL_FLOPS, conv2d, pac
 from kernels.cpu.conv_drivers import _item
 from kernels.cpu.conv_tile import MR
 from kernels.cpu.depthwise import TQ, _dw_rows_window, depthwise_conv2d, pack_depthwise
+from kernels.cpu.elementwise import activation
 from kernels.cpu.stack import raw_view
 
 BLOCK_PIXELS = 256      # output pixels per row block (at least one row): 128 and 64 ran 5-10% slower on 147-wide maps
@@ -43,14 +46,14 @@ _PANELS = {}            # panel floats -> per-thread scratch [threads, floats]
 
 @njit(fastmath=True, cache=True, inline="always")
 def _fused_item(blk, xf, h, wd, c, wall, vslot, dbf, wr, nfull, rw, br, outr, resr, ostride, s, geo, dact, act,
-                has_res, KH, KW, SW):
+                has_res, KH, KW, SW, IA):
     """Row block ``blk``: its depthwise part into the panel ``s``, then the 1x1 convolution of the
     block's pixels for every output-channel block."""
     sh, sw, pt, pl, oh, ow, rows, rblock, cout, c0 = geo
     r0 = blk * rblock
     r1 = min(rows, r0 + rblock)
     npix = (r1 - r0) * ow
-    _dw_rows_window(xf, h, wd, c, wall, vslot, dbf, s, oh, ow, c, KH, KW, SW, sh, sw, pt, pl, dact, 0,
+    _dw_rows_window(xf, h, wd, c, wall, vslot, dbf, s, oh, ow, c, KH, KW, SW, IA, sh, sw, pt, pl, dact, 0,
                     r0, r1, r0, 0, (r1 - r0) * ((c + TQ - 1) // TQ))
     # the 1x1 convolution over the panel: an unpadded "image" of npix pixels x c channels
     geom = (npix, npix, 1, 1, npix * c, npix * c, c, 1, c, npix, cout, c0, 1)
@@ -60,11 +63,13 @@ def _fused_item(blk, xf, h, wd, c, wall, vslot, dbf, wr, nfull, rw, br, outr, re
         _item(s, wr, br, o, rs, ostride, geom, act, has_res, nfull, rw, cb, 0, (npix + MR - 1) // MR)
 
 
-def _fused_kernels(kh, kw, sw):
-    """Parallel and serial drivers with window size and horizontal stride baked in (closures over
-    ints only, as in ``depthwise._specialised``, so Numba's disk cache keys them stably)."""
+def _fused_kernels(kh, kw, sw, ia):
+    """Parallel and serial drivers with window size, horizontal stride and input activation baked
+    in (closures over ints only, as in ``depthwise._specialised``, so Numba's disk cache keys them
+    stably)."""
     SW = sw if (kh, kw) == (3, 3) and sw in dwk.TILED_STRIDES else 0
-    key = (kh, kw, SW)
+    IA = ia
+    key = (kh, kw, SW, IA)
     if key in _FUSED:
         return _FUSED[key]
     KH, KW = kh, kw
@@ -77,7 +82,7 @@ def _fused_kernels(kh, kw, sw):
         for blk in prange((geo[6] + geo[7] - 1) // geo[7]):
             s = raw_view(scratch[numba.get_thread_id()], 0)
             _fused_item(blk, xf, h, wd, c, wall, vslot, dbf, wr, nfull, rw, br, outr, resr, out2.shape[1], s,
-                        geo, dact, act, has_res, KH, KW, SW)
+                        geo, dact, act, has_res, KH, KW, SW, IA)
 
     @njit(fastmath=True, cache=True)
     def fused_serial(x, wvar, vslot, db, wf, nfull, rw, bias, out2, res2, scratch, geo, dact, act, has_res):
@@ -87,7 +92,7 @@ def _fused_kernels(kh, kw, sw):
         s = raw_view(scratch, 0)
         for blk in range((geo[6] + geo[7] - 1) // geo[7]):
             _fused_item(blk, xf, h, wd, c, wall, vslot, dbf, wr, nfull, rw, br, outr, resr, out2.shape[1], s,
-                        geo, dact, act, has_res, KH, KW, SW)
+                        geo, dact, act, has_res, KH, KW, SW, IA)
 
     _FUSED[key] = (fused_par, fused_serial)
     return fused_par, fused_serial
@@ -100,7 +105,13 @@ def pack_depthwise_pointwise(dw_kernel, dw_bias, kernel, bias):
     return SimpleNamespace(dw=dw, pw=pw, variant=f"{dw.variant}+{pw.direct_variant}", scratch={})
 
 
-def _fallback(x, packed, out, dw_stride, dw_pad, dw_act, act, residual, out_c0, oh, ow):
+def _fallback(x, packed, out, dw_stride, dw_pad, dw_act, act, residual, out_c0, oh, ow, in_act):
+    if in_act is not None:
+        xa = packed.scratch.get(("in", x.shape))
+        if xa is None:
+            xa = packed.scratch[("in", x.shape)] = aligned_empty(x.shape)
+        activation(x, xa, in_act)
+        x = xa
     key = ("mid", x.shape[0], oh, ow)
     mid = packed.scratch.get(key)
     if mid is None:
@@ -110,8 +121,9 @@ def _fallback(x, packed, out, dw_stride, dw_pad, dw_act, act, residual, out_c0, 
     packed.variant = f"{packed.dw.variant}+{packed.pw.variant}"
 
 
-def depthwise_pointwise(x, packed, out, dw_stride, dw_pad, dw_act=None, act=None, residual=None, out_c0=0):
-    """Write act(conv1x1(dw_act(depthwise(x))) + bias [+ residual]) into channels
+def depthwise_pointwise(x, packed, out, dw_stride, dw_pad, dw_act=None, act=None, residual=None, out_c0=0,
+                        in_act=None):
+    """Write act(conv1x1(dw_act(depthwise(in_act(x)))) + bias [+ residual]) into channels
     [out_c0, out_c0 + cout) of ``out``."""
     dw, pw = packed.dw, packed.pw
     sh, sw = (int(v) for v in dw_stride)
@@ -121,7 +133,7 @@ def depthwise_pointwise(x, packed, out, dw_stride, dw_pad, dw_act=None, act=None
     ow = conv_output_size(w, dw.kw, sw, pl, pr)
     cout = pw.kernel_shape[3]
     if dw.fast == "dw_generic" or h < dw.kh or w < dw.kw:
-        _fallback(x, packed, out, (sh, sw), (pt, pb, pl, pr), dw_act, act, residual, out_c0, oh, ow)
+        _fallback(x, packed, out, (sh, sw), (pt, pb, pl, pr), dw_act, act, residual, out_c0, oh, ow, in_act)
         return
     threads = numba.get_num_threads()
     rows = n * oh
@@ -130,7 +142,7 @@ def depthwise_pointwise(x, packed, out, dw_stride, dw_pad, dw_act=None, act=None
         threads = 1
     if threads > 1 and rows * ow < threads * BLOCK_PIXELS // 2:
         # too few pixels to give each thread row blocks (7x7, 10x10)
-        _fallback(x, packed, out, (sh, sw), (pt, pb, pl, pr), dw_act, act, residual, out_c0, oh, ow)
+        _fallback(x, packed, out, (sh, sw), (pt, pb, pl, pr), dw_act, act, residual, out_c0, oh, ow, in_act)
         return
     nblocks = -(-rows * ow // BLOCK_PIXELS)
     nblocks = min(rows, -(-nblocks // threads) * threads)
@@ -148,7 +160,7 @@ def depthwise_pointwise(x, packed, out, dw_stride, dw_pad, dw_act=None, act=None
     has_res = residual is not None
     res2 = residual.reshape(m_total, cout) if has_res else _NO_RESIDUAL
     geo = (sh, sw, pt, pl, oh, ow, rows, rblock, cout, int(out_c0))
-    fused_par, fused_serial = _fused_kernels(dw.kh, dw.kw, sw)
+    fused_par, fused_serial = _fused_kernels(dw.kh, dw.kw, sw, _ACT_CODES[in_act])
     packed.variant = f"{dw.fast}+{pw.direct_variant}"
     args = (x, edges[0], edges[1], dw.b, pw.weights, pw.nfull, pw.rw, pw.bias, out2, res2, scratch, geo,
             _ACT_CODES[dw_act], _ACT_CODES[act], has_res)
