@@ -128,14 +128,22 @@ def torch_runner(x, kernel, stride, pad):
     return lambda: F.conv2d(F.pad(xt, (l, r, t, b)), wt, None, stride)
 
 
+def aligned(shape):
+    """float32, 64-byte aligned like the runtime's arena (NumPy's own buffers are 16-byte aligned)."""
+    raw = np.empty(int(np.prod(shape)) * 4 + 64, np.uint8)
+    start = (-raw.ctypes.data) % 64
+    return raw[start:start + int(np.prod(shape)) * 4].view(np.float32).reshape(shape)
+
+
 def make_case(row, rng, direct=False):
     name, h, w, cin, cout, kh, kw, s, pad = row
-    x = rng.standard_normal((1, h, w, cin), dtype=np.float32)
+    x = aligned((1, h, w, cin))
+    x[...] = rng.standard_normal((1, h, w, cin), dtype=np.float32)
     k = rng.standard_normal((kh, kw, cin, cout), dtype=np.float32) / np.float32(np.sqrt(kh * kw * cin))
     b = rng.standard_normal(cout, dtype=np.float32)
     oh = conv_output_size(h, kh, s, pad[0], pad[1])
     ow = conv_output_size(w, kw, s, pad[2], pad[3])
-    out = np.empty((1, oh, ow, cout), np.float32)
+    out = aligned((1, oh, ow, cout))
     p = pack_conv2d(k, b)
     if direct:
         p.wino_ok = False

@@ -57,8 +57,19 @@ def rel_err(ours, want):
     return float(np.abs(ours.astype(np.float64) - want).max() / max(np.abs(want).max(), 1e-30))
 
 
+def empty(shape):
+    """float32, 64-byte aligned like the runtime's arena (NumPy's own buffers are 16-byte aligned,
+    which splits every zmm load across two cache lines and slows the load-bound kernels)."""
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    raw = np.empty(int(np.prod(shape)) * 4 + 64, np.uint8)
+    start = (-raw.ctypes.data) % 64
+    return raw[start:start + int(np.prod(shape)) * 4].view(np.float32).reshape(shape)
+
+
 def rand(rng, *shape, lo=-1.0, hi=1.0):
-    return rng.uniform(lo, hi, shape).astype(np.float32)
+    a = empty(shape)
+    a[...] = rng.uniform(lo, hi, shape)
+    return a
 
 
 # Each case returns (name, run, baseline | None, bytes, flops, check) where check() -> rel err.
@@ -77,7 +88,7 @@ def depthwise_cases(rng):
         x, k, b = rand(rng, 1, h, h, c), rand(rng, 3, 3, c, 1), rand(rng, c)
         packed = dw.pack_depthwise(k, b)
         oh = conv_output_size(h, 3, s, pad[0], pad[1])
-        out = np.empty((1, oh, oh, c), np.float32)
+        out = empty((1, oh, oh, c))
         run = lambda x=x, p=packed, o=out, s=s, pad=pad: dw.depthwise_conv2d(x, p, o, (s, s), pad, "relu6")
         want = ref.depthwise_conv2d(x, k, b, (s, s), pad, "relu6")
         check = lambda run=run, o=out, want=want: (run(), rel_err(o, want))[1]
@@ -87,7 +98,7 @@ def depthwise_cases(rng):
 
 def pool_cases(rng):
     x = rand(rng, 1, 112, 112, 64)
-    out = np.empty((1, 56, 56, 64), np.float32)
+    out = empty((1, 56, 56, 64))
     pad = (1, 1, 1, 1)
     run = lambda: pl.max_pool2d(x, out, (3, 3), (2, 2), pad)
     want = ref.max_pool2d(x, (3, 3), (2, 2), pad)
@@ -95,13 +106,13 @@ def pool_cases(rng):
            lambda: (run(), rel_err(out, want))[1])
     for h, c in [(35, 192), (35, 288), (17, 768), (8, 1280)]:
         y = rand(rng, 1, h, h, c)
-        o = np.empty_like(y)
+        o = empty(y.shape)
         r = lambda y=y, o=o: pl.avg_pool2d(y, o, (3, 3), (1, 1), pad, False)
         want = ref.avg_pool2d(y, (3, 3), (1, 1), pad, False)
         yield (f"inception branch avg 3x3/1 {h}x{h}x{c}", r, None, F * 2 * y.size, 0,
                lambda r=r, o=o, want=want: (r(), rel_err(o, want))[1])
     g = rand(rng, 1, 7, 7, 2048)
-    go = np.empty((1, 2048), np.float32)
+    go = empty((1, 2048))
     run_g = lambda: pl.global_avg_pool(g, go)
     want_g = ref.global_avg_pool(g)
     yield ("resnet50 global avg 7x7x2048", run_g, lambda: g.mean(axis=(1, 2)), F * (g.size + go.size), 0,
@@ -113,13 +124,13 @@ def dense_cases(rng, batch):
                               ("resnet50 predictions", 2048, 1000), ("mobilenet-like 1024->1000", 1024, 1000)]:
         x, k, b = rand(rng, batch, k_in), rand(rng, k_in, n_out, lo=-0.02, hi=0.02), rand(rng, n_out)
         packed = dn.pack_dense(k, b)
-        out = np.empty((batch, n_out), np.float32)
+        out = empty((batch, n_out))
         run = lambda x=x, p=packed, o=out: dn.dense(x, p, o, "relu")
         base = lambda x=x, k=k: x @ k
         xs = x[:, :2048]  # the float64 reference of fc1 is slow; check a 2048-row slice of it
         ks = k[:2048]
         pk = dn.pack_dense(ks, b)
-        os_ = np.empty_like(out)
+        os_ = empty(out.shape)
         check = lambda xs=xs, ks=ks, pk=pk, os_=os_, b=b: (
             dn.dense(xs, pk, os_, "relu"), rel_err(os_, ref.dense(xs, ks, b, "relu")))[1]
         yield (f"{name} {k_in}x{n_out} N={batch} [{packed.variant}]", run, base,
@@ -128,7 +139,7 @@ def dense_cases(rng, batch):
 
 def elementwise_cases(rng):
     a, b = rand(rng, 1, 56, 56, 256), rand(rng, 1, 56, 56, 256)
-    o = np.empty_like(a)
+    o = empty(a.shape)
     yield ("resnet50 residual add+relu 56x56x256", lambda: ew.add(a, b, o, "relu"),
            lambda: np.maximum(a + b, 0, out=o), F * 3 * a.size, 0,
            lambda: (ew.add(a, b, o, "relu"), rel_err(o, ref.add(a, b, "relu")))[1])
@@ -139,16 +150,16 @@ def elementwise_cases(rng):
     yield ("relu6 56x56x256", lambda: ew.activation(a, o, "relu6"), lambda: np.clip(a, 0, 6, out=o),
            F * 2 * a.size, 0, lambda: (ew.activation(a, o, "relu6"), rel_err(o, ref.activation(a, "relu6")))[1])
     lg = rand(rng, 1, 1000, lo=-20, hi=20)
-    lo = np.empty_like(lg)
+    lo = empty(lg.shape)
     yield ("softmax 1x1000", lambda: ew.softmax(lg, lo), None, F * 2 * lg.size, 0,
            lambda: (ew.softmax(lg, lo), rel_err(lo, ref.softmax(lg)))[1])
     xs = [rand(rng, 1, 35, 35, c) for c in (64, 64, 96, 32)]
-    co = np.empty((1, 35, 35, 256), np.float32)
+    co = empty((1, 35, 35, 256))
     yield ("inception mixed0 concat 35x35x(64,64,96,32)", lambda: ew.concat(xs, co),
            lambda: np.concatenate(xs, axis=-1), F * 2 * co.size, 0,
            lambda: (ew.concat(xs, co), rel_err(co, ref.concat(xs)))[1])
     img = rand(rng, 1, 224, 224, 3)
-    po = np.empty((1, 230, 230, 3), np.float32)
+    po = empty((1, 230, 230, 3))
     yield ("resnet50 conv1_pad 224x224x3 pad 3", lambda: ew.zero_pad(img, po, (3, 3, 3, 3)), None,
            F * (img.size + po.size), 0,
            lambda: (ew.zero_pad(img, po, (3, 3, 3, 3)), rel_err(po, ref.zero_pad(img, (3, 3, 3, 3))))[1])

@@ -3,50 +3,53 @@
 What runs (``packed.variant``, set to what the latest call ran):
     winograd4x4-6x64    3x3 stride 1 with cin, cout >= 64 and >= 8 output tiles of 4x4 (``use_winograd``):
                         F(4x4, 3x3), 4x fewer MACs, see ``kernels/cpu/winograd.py``
-    pointwise-6x64      1x1 kernels (any stride): a GEMM [pixels, cin] x [cin, cout]
-    direct{kh}x{kw}-6x64 every other kernel size (3x3, 5x5, 7x7 stem, 1x7/7x1, ...)
-The last two are the same micro-kernel (``kernels/cpu/conv_tile.py``): a tile of 6 output pixels x 64
-output channels held in 24 zmm registers, summed over kernel rows of contiguous ``kw * cin``
-input runs. Padding is done by copying the input once per call into a zero-bordered scratch
-buffer cached on the packed object (borders are zeroed once, only the interior is rewritten), so
-the hot loop is branch-free. Layers under ``SERIAL_FLOPS`` run on the calling thread unless their
-packed weights reach ``SERIAL_WEIGHT_BYTES`` (then streaming the weights is the cost, and two cores
-stream them faster: MobileNet's 1x1 1024>1000 classifier 54 -> 31 us in isolation, 148 -> 78 us
-in the network). Outputs of fewer than 6 pixels use a one-pixel tile (6x fewer FMAs for the same
-weights). A channel block whose weights pass ``ROW_PASS_BYTES`` (ResNet's 7x7 3x3 512>512: 1.2 MB)
-runs one kernel row per pass over the work item's tiles, partial sums kept in ``out``, so each row's
-panel stays in L2. Tile blocks are equal to within one tile so both threads get the same work.
-Unpadded 1x1 stride-1 layers find each pixel's inputs at ``m * cin`` instead of
-dividing ``m`` by the map size: a tile's 12 integer divisions cost as much as its k loop when
-cin is 32-64 (MobileNet pw1 32>64 at 2 threads 0.174 -> 0.147 ms, the other pointwise shapes 5-8%).
-Per-tile overhead outside the k loop is still ~560 cycles (a fit of cycles per tile against K on
-1x1 layers at 1 thread: 560 + 11.2 K), which is what keeps K = 27 stems (MobileNet conv1: 1100 cycles per
-tile, 40 GFLOP/s) far from peak.
+    pointwise-<tiles>   1x1 kernels (any stride): a GEMM [pixels, cin] x [cin, cout]
+    direct{kh}x{kw}-<tiles>  every other kernel size (3x3, 5x5, 7x7 stem, 1x7/7x1, ...)
+``<tiles>`` names the register tiles: ``6x64`` for every full block of 64 output channels, and
+``12x32`` / ``8x48`` for a last block of 1-32 / 33-48 channels (``kernels/cpu/conv_narrow.py``),
+e.g. ``pointwise-6x64+12x32`` for 96 channels, ``direct3x3-12x32`` for InceptionV3's 32-channel stem.
+The 6x64 tile (``kernels/cpu/conv_tile.py``) holds 6 output pixels x 64 output channels in 24 zmm
+registers, summed over kernel rows of contiguous ``kw * cin`` input runs; the drivers that hand
+(tile block, channel block) work items to threads are in ``kernels/cpu/conv_drivers.py``. Padding is
+done by copying the input once per call into a zero-bordered scratch buffer cached on the packed
+object (borders are zeroed once, only the interior is rewritten), so the hot loop is branch-free.
+Layers under ``SERIAL_FLOPS`` run on the calling thread unless their packed weights reach
+``SERIAL_WEIGHT_BYTES`` (then streaming the weights is the cost, and two cores stream them faster:
+MobileNet's 1x1 1024>1000 classifier 54 -> 31 us in isolation, 148 -> 78 us in the network). Outputs
+of fewer than 6 pixels use a one-pixel tile (6x fewer FMAs for the same weights). A channel block
+whose weights pass ``ROW_PASS_BYTES`` (ResNet's 7x7 3x3 512>512: 1.2 MB) runs one kernel row per pass
+over the work item's tiles, partial sums kept in ``out``, so each row's panel stays in L2. Tile
+blocks are equal to within one tile so both threads get the same work. While a work item's tiles
+compute on one weight panel they prefetch the next one (in a network the weights come from DRAM:
+ResNet50's stage-5 layers ran at 80% of their warm-cache speed without it). Unpadded 1x1 stride-1
+layers find each pixel's inputs at ``m * cin`` instead of dividing ``m`` by the map size.
+Per-tile overhead outside the k loop is ~170 cycles (a fit of cycles per tile against K on 1x1
+layers at 1 thread; it was ~630 while the tile sliced its rows out of reference-counted arrays, see
+``conv_tile.py``), which is what keeps K = 27 stems (3x3 on RGB) near 50% of peak.
 
-``conv_tiles_*.inspect_asm()`` (with NUMBA_CACHE_DIR pointing at an empty folder: cached code
-cannot be inspected) shows the k loop as 24 ``vfmadd231ps`` on zmm registers, 4 weight loads and 6
-broadcasts, with no accumulator stores. Cold compile of both drivers ~5.5 s, 0.25 s from the cache.
+``_work_item.inspect_asm()`` (with NUMBA_CACHE_DIR pointing at an empty folder: cached code cannot be
+inspected) shows the k loop as 24 ``vfmadd231ps`` on zmm registers, 4 weight loads, 6 broadcasts and
+one ``prefetcht0``, with no accumulator stores.
 
 Bound: compute (FMA throughput): per k, 4 weight-vector loads + 6 broadcasts feed 24 FMAs.
 FLOPs = 2 * N * OH * OW * kh * kw * cin * cout; bytes ~ input + weights + output once each
 (plus re-reads of the input per 64-channel block, mostly from L2/L3).
 
-Measured with ``python bench/bench_conv.py`` (AMD EPYC Zen 5 KVM guest, 2 cores, Numba 0.68, batch 1,
-1 thread, ReLU epilogue; clock ~4.0 GHz from an ALU chain, peak 64 FLOP/cycle = ~255 GFLOP/s/core;
-the machine was shared, load average 3-5, so these are lower bounds):
-    3x3 s1, cin >= 64 (ResNet50 c2-c5, VGG 14-112 px)   212-245 GFLOP/s   84-96% of peak
-    1x1 s1/s2, cin >= 128                               205-243           81-96%
-    1x1 with cin = 64 (K = 64: epilogue-heavy)          190               75%
-    7x7/2 stem cin=3 (ResNet conv1)                      182-196           72-77%
-    5x5, 1x7, 7x1, 3x3/2 (InceptionV3 mixed blocks)     225-234           88-92%
-    3x3 with cin=3 (VGG block1 conv1, K = 27)            100-120           40-47%
-    cout = 32 (InceptionV3 stem): half of each 64-lane tile is padding    50-115 effective
-    1x1 on a 1x1 map (logits, M = 1): a GEMV, weight-bandwidth bound      37
-The numbers above are the direct kernel's; the 3x3 stride-1 layers with >= 64 channels now run
-Winograd at 0.43-0.87x of these times (table in ``kernels/cpu/winograd.py``).
-Sum over the 15 distinct ResNet50 conv shapes (each once): 9.9 ms at 1 thread (torch/oneDNN 18.8 ms).
-With 2 threads in a quiet moment the large shapes reach 385-480 GFLOP/s (e.g. 1x1 2048>512 at 7x7:
-388; 3x3 512>512 at 7x7: 400); under load the static 2-way split stalls on the scheduler quantum.
+Measured with ``python bench/bench_conv.py --threads 1 --no-torch`` (AMD EPYC Zen 5 KVM guest, Numba
+0.68, batch 1, 1 thread, ReLU epilogue, quiet machine; clock ~4.3 GHz from an ALU chain, peak 64
+FLOP/cycle = ~275 GFLOP/s/core):
+    3x3 s1, cin >= 64, direct (ResNet50 c5)            245 GFLOP/s   89% of peak
+    1x1 s1/s2, cin >= 128                               234-268       85-97%
+    1x1 with cin = 64 (K = 64)                          225-229       82-83%
+    1x1 with cin = 32 (MobileNet pw1)                   194           71%
+    7x7/2 stem cin=3 (ResNet conv1)                      224           82%
+    5x5, 1x7, 7x1, 3x3/2 (InceptionV3 mixed blocks)     254-275       92-100%
+    3x3 with cin=3 (K = 27): VGG block1 3>64 / stems 3>32 on the 12x32 tile   154 / 126-130   56% / 46%
+    3x3 32>32 (InceptionV3 stem, 12x32 tile)            195           71%
+    1x1 on a 1x1 map (logits, M = 1): a GEMV, weight-bandwidth bound      45
+The 3x3 stride-1 layers with >= 64 channels run Winograd instead (effective 400-790 GFLOP/s;
+table in ``kernels/cpu/winograd.py``). Sum over the 15 distinct ResNet50 conv shapes (each once):
+7.48 ms at 1 thread (9.9 before the raw views, prefetch and alignment; torch/oneDNN 18.8 ms).
 """
 
 import numba

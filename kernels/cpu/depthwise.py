@@ -3,30 +3,43 @@
 out[n, oy, ox, c*M + m] = act(b[c*M + m] + sum_ij x[n, oy*sh - pt + i, ox*sw - pl + j, c] * w[i, j, c, m])
 
 What bounds it: 2*kh*kw FLOPs per output against 4 bytes in and 4 bytes out per element, i.e.
-~2.3 FLOP/byte for 3x3 stride 1. The layers fit in L2, so the limit is the core's vector loads
-(about 1.5 zmm loads per cycle measured here, fewer than the 2 FMAs per cycle): a 3x3 output
-vector done pixel by pixel needs 9 weight + 9 input loads for 9 FMAs, and its 9 FMAs form one
-dependent chain. Bytes counted by the bench: 4 * (input + output + weights).
+~2.3 FLOP/byte for 3x3 stride 1. The layers fit in L2, so the limit should be the core's vector
+loads: a 3x3 output vector done pixel by pixel needs 9 weight + 9 input loads for 9 FMAs (9
+cycles/vector at 2 loads per cycle, measured so in L1), the 4-pixel tile 27 loads for 36 FMAs.
+The tile still runs at 2-3x its load bound (10-15 cycles per output vector); what else limits it
+is not known (no hardware counters in this VM). Bytes counted by the bench: 4 * (input + output +
+weights).
 
-Variants (``packed.variant``):
-  ``dw{kh}x{kw}_m1``  multiplier 1 and a window in SPECIALISED_WINDOWS (3x3, 5x5): the MobileNet /
-                      Xception case. The kernel is generated for its window size (and for 3x3,
-                      its horizontal stride 1 or 2), so the taps are constants. 3x3: interior
-                      runs of TP = 4 output pixels go through ``_dw3x3_tile``: per 16 channels,
-                      9 weight vectors serve 4 pixels, at stride 1 the 18 input vectors serve 36
-                      FMAs, and the 4 sums are independent chains (measured 1 thread, load 10-15:
-                      55-62 GFLOP/s on MobileNet's stride-1 layers, 2x the per-pixel loop; 40-45
-                      at stride 2, 1.5x). Other windows and the leftover interior pixels: a
-                      contiguous loop over channels keeps the sum of one pixel in a register.
-                      Border pixels (a tap in the padding) take the generic path below, so the
-                      interior is branch-free and no padded copy of the input is made.
+Variants (``packed.variant``, set to what the latest call ran):
+  ``dw{kh}x{kw}_m1``  multiplier 1, a window in SPECIALISED_WINDOWS (3x3, 5x5) and a map at least as
+                      large as the window: the MobileNet / Xception case. The kernel is generated
+                      for its window size and horizontal stride, so the taps are constants. 3x3:
+                      interior runs of TP = 4 output pixels go through ``_dw3x3_tile``: per 16
+                      channels, 9 weight vectors serve 4 pixels, at stride 1 the 18 input vectors
+                      serve 36 FMAs, and the 4 sums are independent chains. Other pixels: one pixel
+                      at a time, its sum in a register. Border pixels need no branch or padded
+                      copy: their window is clamped inside the input and the weights shifted to
+                      match (``edge_weights``), so they run the same code as the interior.
+                      Work items are (output row, 64-channel chunk) pairs, split evenly over the
+                      threads; chunk-major above 256 channels so that a chunk's (shifted) weights
+                      stay in L1 for all its rows.
   ``dw_generic``      any window and multiplier: the output channel vector of a pixel is kept in
-                      L1 and each valid tap is folded into it (also the border path above).
-Work is split over output rows (N*OH); small layers call the serial worker directly.
+                      L1 and each valid tap is folded into it.
+The same window kernel is the first half of ``kernels/cpu/sepconv.py`` (depthwise fused with the
+1x1 convolution after it), which can also apply an activation to the inputs as it loads them.
 
 Numba leaves LLVM's SLP vectoriser off, so only loops are vectorised: the tile keeps the channel
 loop innermost (64 channels per chunk, too long to be fully unrolled before vectorisation), writes
-to a stack tile (no runtime alias checks) and indexes with hoisted multiples of c (no wraparound).
+to a stack tile (no runtime alias checks; the activation is applied on the way out, as a plain copy
+loop became a memcpy call per pixel), and indexes with unsigned offsets (a signed index gets
+Python's negative-index wraparound select, which LLVM turned into gathers). All arrays are flat
+``raw_view``s: slices would be reference-counted per tile.
+
+Measured (``python tools/ab.py /tmp/base . -- python {root}/bench/bench_kernels.py --only depthwise
+--threads 1`` with /tmp/base a worktree of commit 011aa68, which had per-pixel border code, sliced
+rows and NumPy's 16-byte aligned buffers, as its runtime did): MobileNet's layers 0.61-0.76x the time
+at 112x112 to 28x28 (conv_dw_1: 0.069 ms, 105 GFLOP/s), 0.85-0.90x at 14x14, 1.0x at 7x7x1024;
+Xception's 19x19x728 0.85x (0.069 ms, 68 GFLOP/s).
 
 Bench: ``python bench/bench_kernels.py`` (MobileNet's depthwise layers).
 """
