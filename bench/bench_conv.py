@@ -3,6 +3,7 @@
     python bench/bench_conv.py                 # threads 1 and 2, torch (oneDNN) baseline alongside
     python bench/bench_conv.py --threads 2 --no-torch --net resnet50
     python bench/bench_conv.py --direct            # no Winograd: the direct kernel on every 3x3 layer
+    python bench/bench_conv.py --cold --threads 2  # weights from DRAM, as in a network
 
 Each row: shape, variant, median ms, GFLOP/s, % of peak, and torch.nn.functional.conv2d
 (channels_last) at the same thread count as a yardstick. FLOPs = 2 x MACs. Peak is
@@ -23,7 +24,8 @@ import time
 import numba
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+# KN_ROOT: measure the kernels of another source tree with this script (tools/ab.py)
+sys.path.insert(0, os.environ.get("KN_ROOT") or os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from kernels import conv_output_size  # noqa: E402
 from kernels import reference as ref  # noqa: E402
@@ -135,7 +137,10 @@ def aligned(shape):
     return raw[start:start + int(np.prod(shape)) * 4].view(np.float32).reshape(shape)
 
 
-def make_case(row, rng, direct=False):
+COLD_BYTES = 64 << 20     # --cold: copies of the packed weights cycled through, at least this much
+
+
+def make_case(row, rng, direct=False, cold=False):
     name, h, w, cin, cout, kh, kw, s, pad = row
     x = aligned((1, h, w, cin))
     x[...] = rng.standard_normal((1, h, w, cin), dtype=np.float32)
@@ -151,7 +156,20 @@ def make_case(row, rng, direct=False):
     err = float(np.abs(out - ref.conv2d(x, k, b, (s, s), pad, "relu")).max() / np.abs(out).max())
     assert err <= (3e-5 if p.variant.startswith("winograd") else 1e-5), (name, err)
     flops = 2.0 * oh * ow * kh * kw * cin * cout
-    ours = lambda: conv2d(x, p, out, (s, s), pad, "relu")
+    if not cold:
+        ours = lambda: conv2d(x, p, out, (s, s), pad, "relu")
+        return p.variant, flops, ours, (x, k, (s, s), pad)
+    # cold weights, as in a network whose weights outgrow L3: each call takes the next copy
+    packs = [p] + [pack_conv2d(k, b) for _ in range(min(64, COLD_BYTES // (4 * k.size)))]
+    for q in packs:
+        q.wino_ok = p.wino_ok
+    turn = [0]
+
+    def ours():
+        turn[0] = (turn[0] + 1) % len(packs)
+        conv2d(x, packs[turn[0]], out, (s, s), pad, "relu")
+    for _ in range(len(packs)):     # Winograd weights are made on a pack's first call
+        ours()
     return p.variant, flops, ours, (x, k, (s, s), pad)
 
 
@@ -168,6 +186,8 @@ def main(argv=None):
     ap.add_argument("--net", choices=list(SHAPES), nargs="+", default=list(SHAPES))
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--direct", action="store_true", help="never Winograd (compare with a default run)")
+    ap.add_argument("--cold", action="store_true", help="cycle through copies of each layer's weights (>= 64 MB "
+                    "in all) so that they come from DRAM, as in a network")
     ap.add_argument("--ghz", type=float, help="core clock to compute peak from (default: measure; a busy "
                     "machine halves the estimate, ~4.0 measured quiet)")
     args = ap.parse_args(argv)
@@ -175,9 +195,10 @@ def main(argv=None):
     peak = FLOP_PER_CYCLE * ghz
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, numba "
           f"{numba.__version__} ({threading_layer()}), batch 1, load avg {os.getloadavg()[0]:.1f}")
-    print(f"clock ~{ghz:.2f} GHz (ALU chain) -> peak {peak:.0f} GFLOP/s/core at {FLOP_PER_CYCLE} FLOP/cycle")
+    print(f"clock ~{ghz:.2f} GHz (ALU chain) -> peak {peak:.0f} GFLOP/s/core at {FLOP_PER_CYCLE} FLOP/cycle"
+          + (", cold weights" if args.cold else ""))
     rng = np.random.default_rng(0)
-    rows = [(net, row) + make_case(row, rng, args.direct) for net in args.net for row in SHAPES[net]]
+    rows = [(net, row) + make_case(row, rng, args.direct, args.cold) for net in args.net for row in SHAPES[net]]
     # ours first, torch after: two OpenMP pools spin-waiting against each other on 2 cores stall both
     ours_t = {}
     for thr in args.threads:

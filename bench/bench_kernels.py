@@ -25,7 +25,8 @@ import time
 import numba
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+# KN_ROOT: measure the kernels of another source tree with this script (tools/ab.py)
+sys.path.insert(0, os.environ.get("KN_ROOT") or os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from kernels import conv_output_size  # noqa: E402
 from kernels import reference as ref  # noqa: E402

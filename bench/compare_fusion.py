@@ -6,6 +6,7 @@ of its two unfused kernels, then the whole networks end to end.
 
     python bench/compare_fusion.py mobilenet [--threads 2] [--rounds 30]
     python bench/compare_fusion.py xception --rounds 10
+    python bench/compare_fusion.py mobilenet --batch 8 --rounds 6
 """
 
 from __future__ import annotations
@@ -39,11 +40,12 @@ def main(argv=None) -> int:
     ap.add_argument("model")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=30, help="alternating timed rounds (default 30)")
+    ap.add_argument("--batch", type=int, default=1)
     args = ap.parse_args(argv)
 
     fused, unfused = build(args.model, args.threads, True), build(args.model, args.threads, False)
-    x = np.random.default_rng(0).standard_normal((1,) + fused.input_shape).astype(np.float32)
-    exes = {"fused": fused.executor(1), "unfused": unfused.executor(1)}
+    x = np.random.default_rng(0).standard_normal((args.batch,) + fused.input_shape).astype(np.float32)
+    exes = {"fused": fused.executor(args.batch), "unfused": unfused.executor(args.batch)}
     steps = {k: {s.node.name: [] for s in e.steps} for k, e in exes.items()}
     whole = {k: [] for k in exes}
     for e in exes.values():
@@ -64,7 +66,7 @@ def main(argv=None) -> int:
     def ms(v):
         return statistics.median(v) * 1e3
 
-    print(f"{args.model}, {args.threads} threads, batch 1, median of {args.rounds} alternating rounds (ms)")
+    print(f"{args.model}, {args.threads} threads, batch {args.batch}, median of {args.rounds} alternating rounds (ms)")
     print(f"{'layer':24s} {'kernel':32s} {'fused':>8s} {'dw + 1x1':>9s} {'ratio':>6s}")
     for s in exes["fused"].steps:
         n = s.node

@@ -2,15 +2,17 @@
 the best of the rounds.
 
 On this machine a process sometimes runs ~10% slow as a whole, so a single before/after pair
-misleads; alternating A B B A ... and keeping each line's minimum does not. ``{root}`` in the
-command is replaced by each tree (and KN_ROOT is set to it); make the other tree with
+misleads; alternating A B B A ... and keeping each line's minimum does not. KN_ROOT is set to each
+tree in turn (bench/bench_conv.py and bench/bench_kernels.py then import that tree's kernels) and
+``{root}`` in the command is replaced by it; make the other tree with
 ``git worktree add /tmp/base <commit>``.
 
-    python tools/ab.py /tmp/base . --rounds 4 -- python {root}/bench/bench_kernels.py --only depthwise
-    python tools/ab.py /tmp/base . --field 1 -- python {root}/bench/bench_conv.py --no-torch --threads 2
+    python tools/ab.py /tmp/base . -- python bench/bench_kernels.py --only depthwise --threads 1
+    python tools/ab.py /tmp/base . --key-words 4 -- python bench/bench_conv.py --no-torch --threads 2 --cold
 
-Each output line is keyed by its text before the first number-like token; its value is the
-``--field``-th token that parses as a float (default 2: the ms column of bench_kernels.py).
+Each output line is keyed by its first ``--key-words`` words (default: the words before the first
+number-like token); its value is the ``--field``-th token after the key that parses as a float
+(default 2: the ms column of both benches).
 """
 
 import argparse
@@ -29,7 +31,9 @@ def floats(line):
     return out
 
 
-def key_of(line):
+def key_of(line, nwords=0):
+    if nwords:
+        return " ".join(line.split()[:nwords])
     words = []
     for tok in line.split():
         try:
@@ -45,7 +49,8 @@ def main(argv=None) -> int:
     ap.add_argument("a")
     ap.add_argument("b")
     ap.add_argument("--rounds", type=int, default=4)
-    ap.add_argument("--field", type=int, default=2, help="which float on a line is the value (1-based)")
+    ap.add_argument("--field", type=int, default=2, help="which float after the key is the value (1-based)")
+    ap.add_argument("--key-words", type=int, default=0, help="key lines by their first N words")
     argv = sys.argv[1:] if argv is None else list(argv)
     if "--" not in argv:
         ap.error("give the benchmark command after --")
@@ -60,8 +65,8 @@ def main(argv=None) -> int:
             run = [c.replace("{root}", tree) for c in cmd]
             out = subprocess.run(run, env=dict(os.environ, KN_ROOT=tree), capture_output=True, text=True).stdout
             for line in out.splitlines():
-                vals = floats(line)
-                key = key_of(line)
+                key = key_of(line, args.key_words)
+                vals = floats(" ".join(line.split()[len(key.split()):])) if key else []
                 if len(vals) < args.field or not key:
                     continue
                 if key not in order:
