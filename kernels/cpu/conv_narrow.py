@@ -19,7 +19,7 @@ work items never overlap).
 import numpy as np
 from numba import njit, types
 
-from kernels.cpu.conv_tile import _epilogue, _next_pixel
+from kernels.cpu.conv_tile import ACT_NONE, ACT_RELU6, _next_pixel
 from kernels.cpu.stack import raw_view, stack_tile
 
 NARROW_WIDTHS = (32, 48)
@@ -46,6 +46,28 @@ def _pixel_offsets(m0, last, count, geom):
         n, oy, ox, o = _next_pixel(m0 + p, last, n, oy, ox, o, ohw, ow_n, sh, sw, img, rowstride, cin)
         offs[0, p] = o
     return offs
+
+
+@njit(fastmath=True, cache=True, inline="always")
+def _narrow_epilogue(acc, rows, bias, out, res, ostride, m0, last, geom, act, has_res):
+    """out = act(acc + bias (+ residual)) for the tile's valid pixels and the block's real channels."""
+    cout, c0 = geom[10], geom[11]
+    n0 = cout // 64 * 64
+    nc = cout - n0
+    lo = np.float32(0.0) if act != ACT_NONE else np.float32(-3.0e38)
+    hi = np.float32(6.0) if act == ACT_RELU6 else np.float32(3.0e38)
+    bias_b = raw_view(bias, n0)
+    for p in range(rows):
+        m = m0 + p
+        if m <= last:
+            orow = raw_view(out, m * ostride + c0 + n0)
+            if has_res:
+                rrow = raw_view(res, m * cout + n0)
+                for c in range(nc):
+                    orow[c] = min(max(acc[p, c] + bias_b[c] + rrow[c], lo), hi)
+            else:
+                for c in range(nc):
+                    orow[c] = min(max(acc[p, c] + bias_b[c], lo), hi)
 
 
 # The 12x32 tile is written out pixel by pixel, like the 6x64 one: with the loop over pixels outside
@@ -94,8 +116,7 @@ def _tile_12x32(xf, wf, wbase, bias, out, res, ostride, m0, last, geom, act, has
                 acc[9, c] += a9 * w
                 acc[10, c] += a10 * w
                 acc[11, c] += a11 * w
-    n0 = geom[10] // 64 * 64
-    _epilogue(acc, 12, bias, out, res, ostride, m0, last, n0, geom[10] - n0, geom[11], geom[10], act, has_res)
+    _narrow_epilogue(acc, 12, bias, out, res, ostride, m0, last, geom, act, has_res)
 
 
 @njit(fastmath=True, cache=True, inline="always")
@@ -118,8 +139,7 @@ def _tile_8x48(xf, wf, wbase, bias, out, res, ostride, m0, last, geom, act, has_
                 a = xf[np.uint64(offs[0, p] + d + k)]
                 for c in range(48):
                     acc[p, c] += a * wi[np.uint64(wk + c)]
-    n0 = geom[10] // 64 * 64
-    _epilogue(acc, 8, bias, out, res, ostride, m0, last, n0, geom[10] - n0, geom[11], geom[10], act, has_res)
+    _narrow_epilogue(acc, 8, bias, out, res, ostride, m0, last, geom, act, has_res)
 
 
 @njit(fastmath=True, cache=True)
