@@ -50,7 +50,9 @@ def _pixel_offsets(m0, last, count, geom):
 
 @njit(fastmath=True, cache=True, inline="always")
 def _narrow_epilogue(acc, rows, bias, out, res, ostride, m0, last, geom, act, has_res):
-    """out = act(acc + bias (+ residual)) for the tile's valid pixels and the block's real channels."""
+    """out = act(acc + bias (+ residual)) for the tile's valid pixels and the block's real channels.
+    (``conv_tile._epilogue`` does the same for 6x64 tiles; sharing it made the 12x32 tile 7% slower
+    on InceptionV3's 32>32 stem layer.)"""
     cout, c0 = geom[10], geom[11]
     n0 = cout // 64 * 64
     nc = cout - n0
