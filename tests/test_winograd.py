@@ -104,8 +104,10 @@ def test_epilogue_and_channel_slice(act, residual, rng):
 def test_not_chosen_for_stride2_few_channels_or_tiny_maps(rng):
     packed, err, _ = run(rng, 1, 7, 7, 128, 128, (1, 1, 1, 1))        # 4 tiles: direct
     assert packed.variant == "direct3x3-6x64" and err <= 1e-5
-    packed, err, _ = run(rng, 1, 16, 16, 32, 64, (1, 1, 1, 1))        # cin 32: direct
+    packed, err, _ = run(rng, 1, 16, 16, 16, 64, (1, 1, 1, 1))        # cin 16: direct
     assert packed.variant == "direct3x3-6x64" and err <= 1e-5
+    packed, err, _ = run(rng, 1, 16, 16, 32, 32, (0, 0, 0, 0))        # 32 channels: Winograd (stems)
+    assert packed.variant == "winograd4x4-6x64" and err <= WINO_TOL
     packed, _, _ = run(rng, 4, 7, 7, 128, 128, (1, 1, 1, 1))          # batch 4: 16 tiles
     assert packed.variant == "winograd4x4-6x64"
     x = rng.standard_normal((1, 16, 16, 64), dtype=np.float32)

@@ -1,7 +1,7 @@
 """Numba conv2d: NHWC float32, HWIO weights, asymmetric zero padding, fused bias/residual/act.
 
 What runs (``packed.variant``, set to what the latest call ran):
-    winograd4x4-6x64    3x3 stride 1 with cin, cout >= 64 and >= 8 output tiles of 4x4 (``use_winograd``):
+    winograd4x4-6x64    3x3 stride 1 with cin, cout >= 32 and >= 8 output tiles of 4x4 (``use_winograd``):
                         F(4x4, 3x3), 4x fewer MACs, see ``kernels/cpu/winograd.py``
     pointwise-<tiles>   1x1 kernels (any stride): a GEMM [pixels, cin] x [cin, cout]
     direct{kh}x{kw}-<tiles>  every other kernel size (3x3, 5x5, 7x7 stem, 1x7/7x1, ...)
@@ -47,7 +47,7 @@ FLOP/cycle = ~275 GFLOP/s/core):
     3x3 with cin=3 (K = 27): VGG block1 3>64 / stems 3>32 on the 12x32 tile   154 / 126-130   56% / 46%
     3x3 32>32 (InceptionV3 stem, 12x32 tile)            195           71%
     1x1 on a 1x1 map (logits, M = 1): a GEMV, weight-bandwidth bound      45
-The 3x3 stride-1 layers with >= 64 channels run Winograd instead (effective 400-790 GFLOP/s;
+The 3x3 stride-1 layers with >= 32 channels run Winograd instead (effective 400-790 GFLOP/s;
 table in ``kernels/cpu/winograd.py``). Sum over the 15 distinct ResNet50 conv shapes (each once):
 7.48 ms at 1 thread (9.9 before the raw views, prefetch and alignment; torch/oneDNN 18.8 ms).
 """
@@ -70,7 +70,8 @@ _NO_RESIDUAL4 = np.zeros((1, 1, 1, 1), np.float32)
 _NO_VALL = np.zeros((1, 1, 1), np.float32)
 _WINO_SCRATCH = {}            # (tiles per block, cin) -> per-thread buffers shared by all layers (run one by one)
 WINO_MIN_TILES = 8            # 7x7 maps (4 tiles, 8x8 computed for 7x7) with 512 channels: 1.25x slower
-WINO_MIN_CHANNELS = 64        # cin and cout below this: the transforms cost more than the GEMM saves
+WINO_MIN_CHANNELS = 32        # cin and cout below this: the transforms cost more than the GEMM saves
+                              # (32 > 64 at 147x147, InceptionV3/Xception: 3.27 -> 2.04 ms at 1 thread)
 
 
 class PackedConv2d:
@@ -164,7 +165,7 @@ def conv2d(x, packed, out, stride, pad, act=None, residual=None, out_c0=0):
 
 
 def use_winograd(packed, stride, oh, ow, m_total):
-    """Winograd for 3x3 stride-1 layers with >= 64 channels on maps big enough that the 4x larger
+    """Winograd for 3x3 stride-1 layers with >= 32 channels on maps big enough that the 4x larger
     transformed weights are reused by enough tiles (measured: see the module docstring)."""
     if not packed.wino_ok or tuple(stride) != (1, 1):
         return False

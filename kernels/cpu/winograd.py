@@ -37,7 +37,8 @@ Winograd ms; effective GFLOP/s counts direct-convolution FLOPs, peak 255/core):
      56/28/14 px ResNet50 c2-c4 3x3:  0.97/0.94/0.92 -> 0.77/0.51/0.52
      35x35 64->96, 96->96 (InceptionV3): 0.77/1.13 -> 0.51/0.67;  17x17 192->192: 0.78 -> 0.51
      7x7 512->512 (4 tiles, 64 pixels computed for 49): 1.06 -> 1.32, so it stays direct at batch 1;
-     at batch 8 (32 tiles): 15.2 -> 7.1.  cin 32 (147x147 32->64): 4.0 -> 3.8, not worth the error.
+     at batch 8 (32 tiles): 15.2 -> 7.1.  cin 32 (147x147 32->64): 3.27 -> 2.04 (once its tiles read
+     flat views; error 6e-6), 32->32 at 149x149: 2.17 -> 2.09, so Winograd starts at 32 channels.
 """
 
 import numba
