@@ -23,7 +23,7 @@ blocks are equal to within one tile so both threads get the same work. While a w
 compute on one weight panel they prefetch the next one (in a network the weights come from DRAM:
 ResNet50's stage-5 layers ran at 80% of their warm-cache speed without it). Unpadded 1x1 stride-1
 layers find each pixel's inputs at ``m * cin`` instead of dividing ``m`` by the map size.
-Per-tile overhead outside the k loop is ~170 cycles (a fit of cycles per tile against K on 1x1
+Per-tile overhead outside the k loop is ~170-200 cycles (a fit of cycles per tile against K on 1x1
 layers at 1 thread; it was ~630 while the tile sliced its rows out of reference-counted arrays, see
 ``conv_tile.py``), which is what keeps K = 27 stems (3x3 on RGB) near 50% of peak.
 

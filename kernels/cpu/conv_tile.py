@@ -19,7 +19,8 @@ Three things cost more than the FMAs until they were found (ResNet50's 1x1 layer
   - a slice such as ``xf[o0 + d:]`` made inside a kernel carries its parent's reference count, so
     making and dropping the tile's ~20 row views called NRT_incref / NRT_decref each time: atomic
     updates of one counter that both threads share, ~450 of the ~630 cycles a tile spent outside
-    its k loop. Every row is a ``raw_view`` (``kernels/cpu/stack.py``) now, which owns nothing;
+    its k loop. Input and weight rows are ``raw_view``s (``kernels/cpu/stack.py``) now, which own
+    nothing, and the output rows slices of raw views (no atomics either; see ``_epilogue``);
   - a zeroing loop over the accumulator became a ``memset`` call followed by reloads: the first k
     now sets the accumulator (``acc = a * w``) and the loop runs from the second over views that
     start there (a loop from 1 left LLVM unsure the weight index was non-negative: gathers);
