@@ -51,6 +51,9 @@ CASES = {
     "batch3_ragged": (3, 10, 11, 70, 33, 3, (1, 1), (1, 1, 1, 1)),
     "window_5x5": (2, 12, 9, 24, 64, 5, (1, 1), (2, 2, 2, 2)),
     "wide_channels_chunk_major": (1, 9, 9, 300, 64, 3, (1, 1), (1, 1, 1, 1)),
+    # 2 threads: blocks of whole rows (>= 24 rows a thread), then pixel blocks across two images
+    "row_blocks_50_rows": (1, 50, 20, 32, 64, 3, (1, 1), (1, 1, 1, 1)),
+    "pixel_blocks_batch2": (2, 12, 13, 80, 96, 3, (1, 1), (1, 1, 1, 1)),
 }
 
 

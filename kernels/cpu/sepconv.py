@@ -13,9 +13,14 @@ windows, shifted weights), specialised on window size, horizontal stride and ``i
 activation of Xception's ReLU layers, applied to the inputs as they are loaded (that ReLU's input
 is also the block's residual, so it cannot go into the producer's epilogue).
 
-Work split: row blocks, a multiple of the thread count. (Splitting a block's output channels into
-groups that each redo the depthwise part, for maps too small for row blocks, ran 7-10% slower than
-the two kernels on MobileNet's 7x7 layers.)
+Work split: blocks of ~BLOCK_PIXELS output pixels, a multiple of the thread count, whose sizes
+differ by at most one row, or on maps of few rows (< ROWS_PER_THREAD a thread) by at most one
+pixel, the depthwise part then recomputing the row two blocks share. Blocks of a fixed row count
+had left one thread 21 of 37 rows (Xception's 37x37 layers, 1.24x ORT's time for the pair in a
+chain of such blocks, now 1.08-1.11x; the 74x74 pair 1.21 -> 1.12; the 19x19x728 pair, 10 rows
+against 9, 1.03 -> 1.00). (Splitting a block's output channels into groups that each redo the
+depthwise part, for maps too small for row blocks, ran 7-10% slower than the two kernels on
+MobileNet's 7x7 layers.)
 
 Falls back to the two kernels with an intermediate buffer when the depthwise part has no compiled
 window kernel (multiplier > 1, windows other than 3x3 / 5x5, maps smaller than the window) and
@@ -40,6 +45,7 @@ from kernels.cpu.elementwise import activation
 from kernels.cpu.stack import raw_view
 
 BLOCK_PIXELS = 256      # output pixels per row block (at least one row): 128 and 64 ran 5-10% slower on 147-wide maps
+ROWS_PER_THREAD = 24     # below this many rows per thread, blocks split at pixels, not rows
 _FUSED = {}
 _PANELS = {}            # panel floats -> per-thread scratch [threads, floats]
 
@@ -49,18 +55,25 @@ def _fused_item(blk, xf, h, wd, c, wall, vslot, dbf, wr, nfull, rw, br, outr, re
                 has_res, KH, KW, SW, IA):
     """Row block ``blk``: its depthwise part into the panel ``s``, then the 1x1 convolution of the
     block's pixels for every output-channel block."""
-    sh, sw, pt, pl, oh, ow, rows, rblock, cout, c0 = geo
-    r0 = blk * rblock
-    r1 = min(rows, r0 + rblock)
-    npix = (r1 - r0) * ow
+    sh, sw, pt, pl, oh, ow, rows, nblk, cout, c0, unit = geo
+    # blocks of whole units (``unit`` pixels: a row, or one pixel on maps of few rows) whose sizes
+    # differ by at most one unit; the depthwise part computes the whole rows a block touches (a row
+    # shared by two pixel blocks is computed by both)
+    nunits = rows * ow // unit
+    p0 = blk * nunits // nblk * unit
+    p1 = (blk + 1) * nunits // nblk * unit
+    r0 = p0 // ow
+    r1 = (p1 + ow - 1) // ow
+    npix = p1 - p0
     _dw_rows_window(xf, h, wd, c, wall, vslot, dbf, s, oh, ow, c, KH, KW, SW, IA, sh, sw, pt, pl, dact, 0,
                     r0, r1, r0, 0, (r1 - r0) * ((c + TQ - 1) // TQ))
-    # the 1x1 convolution over the panel: an unpadded "image" of npix pixels x c channels
+    # the 1x1 convolution over the block's pixels of the panel: an unpadded "image" of npix pixels
     geom = (npix, npix, 1, 1, npix * c, npix * c, c, 1, c, npix, cout, c0, 1)
-    o = raw_view(outr, r0 * ow * ostride)
-    rs = raw_view(resr, r0 * ow * cout) if has_res else resr
+    sp = raw_view(s, (p0 - r0 * ow) * c)
+    o = raw_view(outr, p0 * ostride)
+    rs = raw_view(resr, p0 * cout) if has_res else resr
     for cb in range(nfull + (1 if rw > 0 else 0)):
-        _item(s, wr, br, o, rs, ostride, geom, act, has_res, nfull, rw, cb, 0, (npix + MR - 1) // MR)
+        _item(sp, wr, br, o, rs, ostride, geom, act, has_res, nfull, rw, cb, 0, (npix + MR - 1) // MR)
 
 
 def _fused_kernels(kh, kw, sw, ia):
@@ -79,7 +92,7 @@ def _fused_kernels(kh, kw, sw, ia):
         h, wd, c = x.shape[1], x.shape[2], x.shape[3]
         xf, wall, dbf = raw_view(x, 0), raw_view(wvar, 0), raw_view(db, 0)
         wr, br, outr, resr = raw_view(wf, 0), raw_view(bias, 0), raw_view(out2, 0), raw_view(res2, 0)
-        for blk in prange((geo[6] + geo[7] - 1) // geo[7]):
+        for blk in prange(geo[7]):
             s = raw_view(scratch[numba.get_thread_id()], 0)
             _fused_item(blk, xf, h, wd, c, wall, vslot, dbf, wr, nfull, rw, br, outr, resr, out2.shape[1], s,
                         geo, dact, act, has_res, KH, KW, SW, IA)
@@ -90,7 +103,7 @@ def _fused_kernels(kh, kw, sw, ia):
         xf, wall, dbf = raw_view(x, 0), raw_view(wvar, 0), raw_view(db, 0)
         wr, br, outr, resr = raw_view(wf, 0), raw_view(bias, 0), raw_view(out2, 0), raw_view(res2, 0)
         s = raw_view(scratch, 0)
-        for blk in range((geo[6] + geo[7] - 1) // geo[7]):
+        for blk in range(geo[7]):
             _fused_item(blk, xf, h, wd, c, wall, vslot, dbf, wr, nfull, rw, br, outr, resr, out2.shape[1], s,
                         geo, dact, act, has_res, KH, KW, SW, IA)
 
@@ -145,13 +158,17 @@ def depthwise_pointwise(x, packed, out, dw_stride, dw_pad, dw_act=None, act=None
         _fallback(x, packed, out, (sh, sw), (pt, pb, pl, pr), dw_act, act, residual, out_c0, oh, ow, in_act)
         return
     nblocks = -(-rows * ow // BLOCK_PIXELS)
-    nblocks = min(rows, -(-nblocks // threads) * threads)
-    rblock = -(-rows // nblocks)
+    nblocks = -(-nblocks // threads) * threads
+    # whole rows per block unless that leaves a thread a row more than another on few rows (19x19:
+    # 10 against 9); a pixel split recomputes one depthwise row per block boundary instead
+    unit = ow if rows >= ROWS_PER_THREAD * threads or threads == 1 else 1
+    if unit == ow:
+        nblocks = min(rows, nblocks)
     key = (h, w, sh, sw, pt, pl)
     edges = dw.edges.get(key)
     if edges is None:
         edges = dw.edges[key] = dwk.edge_weights(dw.w, h, w, (sh, sw), pt, pl, oh, ow)
-    size = rblock * ow * c
+    size = (-(-rows * ow // nblocks) // ow + 2) * ow * c     # the rows a block can touch
     scratch = _PANELS.get(size)
     if scratch is None:     # shared by all layers of that panel size (layers run one at a time)
         scratch = _PANELS[size] = aligned_zeros((numba.config.NUMBA_NUM_THREADS, size))
@@ -159,7 +176,7 @@ def depthwise_pointwise(x, packed, out, dw_stride, dw_pad, dw_act=None, act=None
     out2 = out.reshape(m_total, out.shape[-1])
     has_res = residual is not None
     res2 = residual.reshape(m_total, cout) if has_res else _NO_RESIDUAL
-    geo = (sh, sw, pt, pl, oh, ow, rows, rblock, cout, int(out_c0))
+    geo = (sh, sw, pt, pl, oh, ow, rows, nblocks, cout, int(out_c0), unit)
     fused_par, fused_serial = _fused_kernels(dw.kh, dw.kw, sw, _ACT_CODES[in_act])
     packed.variant = f"{dw.fast}+{pw.direct_variant}"
     args = (x, edges[0], edges[1], dw.b, pw.weights, pw.nfull, pw.rw, pw.bias, out2, res2, scratch, geo,
