@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kernels import conv_output_size
+from kernels import aligned_empty, conv_output_size
 from kernels import reference as ref
 from kernels.cpu import conv as cpu_conv
 from kernels.cpu.conv import SERIAL_FLOPS, SERIAL_WEIGHT_BYTES, conv2d, pack_conv2d
@@ -237,3 +237,26 @@ def test_narrow_channel_blocks(case, residual, rng, threads):
     assert packed.variant.endswith(tiles) and packed.rw == int(tiles.split("x")[-1])
     assert max_rel_err(ours, want, packed.pre_act_max) <= TOL
     assert np.all(out[..., :7] == FILL) and np.all(out[..., sl.stop:] == FILL)
+
+
+@pytest.mark.parametrize("kh", [1, 3])
+@pytest.mark.parametrize("residual", [False, True], ids=["plain", "residual"])
+@pytest.mark.parametrize("extra", [(0, 0), (16, 32), (8, 8)], ids=["own", "slice16", "slice8_unaligned"])
+def test_streamed_output(kh, residual, extra, rng, threads, monkeypatch):
+    """Non-temporal stores (any output size here): the same values as the oracle, channels outside
+    the slice untouched, and plain stores where a row start is not 64-byte aligned."""
+    monkeypatch.setattr(cpu_conv, "STREAM_BYTES", 0)
+    n, h, w, cin, cout = 1, 30, 29, 24, 144     # two 64-channel blocks and a narrow one of 16
+    pad = (kh // 2,) * 4
+    x = rng.standard_normal((n, h, w, cin), dtype=np.float32)
+    kernel = rng.standard_normal((kh, kh, cin, cout), dtype=np.float32)
+    b = rng.standard_normal(cout, dtype=np.float32)
+    res = rng.standard_normal((n, h, w, cout), dtype=np.float32) if residual else None
+    out = aligned_empty((n, h, w, extra[0] + cout + extra[1]))
+    out.fill(FILL)
+    assert cpu_conv.streams_output(out.reshape(n * h * w, -1), n * h * w * cout, extra[0]) == (extra[0] % 16 == 0)
+    packed = pack_conv2d(kernel, b)
+    conv2d(x, packed, out, (1, 1), pad, act="relu", residual=res, out_c0=extra[0])
+    want = ref.conv2d(x, kernel, b, (1, 1), pad, "relu", res)
+    assert max_rel_err(out[..., extra[0]:extra[0] + cout], want) <= TOL
+    assert np.all(out[..., :extra[0]] == FILL) and np.all(out[..., extra[0] + cout:] == FILL)

@@ -4,7 +4,8 @@ import numba
 import numpy as np
 import pytest
 
-from kernels import conv_output_size
+from kernels import aligned_copy, conv_output_size
+from kernels.cpu import conv as cpu_conv
 from kernels import reference as ref
 from kernels.cpu import sepconv
 
@@ -19,7 +20,8 @@ def threads(request):
     numba.set_num_threads(before)
 
 
-def run(rng, n, h, w, c, cout, k, stride, pad, dw_act, act, residual, extra=(0, 0), mult=1, in_act=None):
+def run(rng, n, h, w, c, cout, k, stride, pad, dw_act, act, residual, extra=(0, 0), mult=1, in_act=None,
+        align=False):
     x = rng.standard_normal((n, h, w, c), dtype=np.float32) * (4 if in_act else 1)
     dk = rng.standard_normal((k, k, c, mult), dtype=np.float32)
     db = rng.standard_normal(c * mult, dtype=np.float32)
@@ -33,6 +35,8 @@ def run(rng, n, h, w, c, cout, k, stride, pad, dw_act, act, residual, extra=(0, 
     want = ref.conv2d(mid, pk, pb, (1, 1), (0, 0, 0, 0), act, res)
     pre = np.abs(ref.conv2d(mid, pk, pb, (1, 1), (0, 0, 0, 0), None, res)).max()
     out = np.full((n, oh, ow, extra[0] + cout + extra[1]), FILL, np.float32)
+    if align:
+        out = aligned_copy(out)
     packed = sepconv.pack_depthwise_pointwise(dk, db, pk, pb)
     sepconv.depthwise_pointwise(x, packed, out, stride, pad, dw_act, act, res, extra[0], in_act)
     got = out[..., extra[0]:extra[0] + cout]
@@ -107,3 +111,14 @@ def test_one_and_two_threads_agree():
         sepconv.depthwise_pointwise(x, packed, out, (1, 1), (1, 1, 1, 1), None, "relu")
         outs.append(out)
     np.testing.assert_array_equal(outs[0], outs[1])
+
+
+@pytest.mark.parametrize("residual", [False, True], ids=["plain", "residual"])
+@pytest.mark.parametrize("extra", [(0, 0), (16, 16)], ids=["own", "slice16"])
+def test_streamed_output(residual, extra, threads, monkeypatch):
+    """Non-temporal stores of the 1x1 part (any output size here): row blocks, pixel blocks."""
+    monkeypatch.setattr(cpu_conv, "STREAM_BYTES", 0)
+    for shape in [(1, 50, 20, 32, 144, 3, (1, 1), (1, 1, 1, 1)), (2, 12, 13, 80, 128, 3, (2, 2), (0, 1, 0, 1))]:
+        err, untouched, _ = run(np.random.default_rng(11), *shape, "relu", "relu", residual, extra=extra,
+                                align=True)
+        assert err <= 1e-5 and untouched

@@ -63,6 +63,7 @@ from kernels.cpu.conv_tile import ACT_NONE, ACT_RELU, ACT_RELU6, NR
 
 SERIAL_FLOPS = 4_000_000      # below this the fork/join of the thread pool costs more than it saves
 ROW_PASS_BYTES = 768 << 10     # a channel block's weights above this run kernel row by row (L2 is 1 MB)
+STREAM_BYTES = 8 << 20        # outputs from this size on are stored non-temporally (``streams_output``)
 SERIAL_WEIGHT_BYTES = 1 << 20  # ... unless the packed weights are at least this big (streamed from L3/DRAM)
 _ACT_CODES = {None: ACT_NONE, "relu": ACT_RELU, "relu6": ACT_RELU6}
 _NO_RESIDUAL = np.zeros((1, 1), np.float32)
@@ -149,8 +150,9 @@ def conv2d(x, packed, out, stride, pad, act=None, residual=None, out_c0=0):
     # kernel rows per pass: one at a time when a channel block's weights overflow L2, so each row's
     # panel is reused by all tiles of a work item from L2 (partial sums go through ``out``)
     rb = 1 if kh > 1 and packed.panel_bytes > ROW_PASS_BYTES else kh
-    geom = (oh * ow, ow, sh, sw, hp * wp * cin, wp * cin, cin, kh, kw * cin, m_total, cout, int(out_c0), rb)
     out2 = out.reshape(m_total, out.shape[-1])
+    nt = int(rb == kh and streams_output(out2, m_total * cout, out_c0))
+    geom = (oh * ow, ow, sh, sw, hp * wp * cin, wp * cin, cin, kh, kw * cin, m_total, cout, int(out_c0), rb, nt)
     has_res = residual is not None
     res2 = residual.reshape(m_total, cout) if has_res else _NO_RESIDUAL
     args = (xp.reshape(-1), packed.weights, packed.nfull, packed.rw, packed.bias, out2, res2, geom,
@@ -162,6 +164,14 @@ def conv2d(x, packed, out, stride, pad, act=None, residual=None, out_c0=0):
         conv_tiles_serial(*args)
     else:
         conv_tiles_parallel(*args, threads)
+
+
+def streams_output(out2, floats, out_c0):
+    """Whether the 6x64 tiles store this output non-temporally: when it is large enough to leave
+    the caches anyway, and every full block's row start is 64-byte aligned (``stream16`` faults on
+    anything else)."""
+    return (4 * floats >= STREAM_BYTES and out2.ctypes.data % 64 == 0 and out2.shape[1] % 16 == 0
+            and int(out_c0) % 16 == 0)
 
 
 def use_winograd(packed, stride, oh, ow, m_total):

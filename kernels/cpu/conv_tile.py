@@ -31,7 +31,7 @@ Three things cost more than the FMAs until they were found (ResNet50's 1x1 layer
 import numpy as np
 from numba import njit
 
-from kernels.cpu.stack import prefetch, raw_view, stack_tile
+from kernels.cpu.stack import prefetch, raw_view, stack_tile, store_fence, stream16
 
 MR = 6      # output pixels per tile (24 accumulators + 4 weight vectors + broadcasts fit 32 zmm)
 NR = 64     # output channels per tile (4 zmm of 16 floats)
@@ -81,7 +81,7 @@ def _tile(xf, wf, bias, out, res, ostride, m0, cb, geom, act, has_res, i0, i1, p
     a reference is reference-counted (an atomic NRT_incref / NRT_decref on a counter both threads
     share), and ~20 of them per tile cost ~400 cycles. The accumulator is set by the first k
     (a zeroing loop became a memset call followed by reloads)."""
-    ohw, ow_n, sh, sw, img, rowstride, cin, kh, kk, m_total, cout, c0, rb = geom
+    ohw, ow_n, sh, sw, img, rowstride, cin, kh, kk, m_total, cout, c0, rb, nt = geom
     last = m_total - 1
     n0 = cb * NR
     nc = min(NR, cout - n0)
@@ -169,21 +169,47 @@ def _tile(xf, wf, bias, out, res, ostride, m0, cb, geom, act, has_res, i0, i1, p
                 for c in range(nc):
                     prow[c] = acc[p, c]
         return
-    _epilogue(acc, MR, bias, out, res, ostride, m0, last, n0, nc, c0, cout, act, has_res)
+    _epilogue(acc, MR, bias, out, res, ostride, m0, last, n0, nc, c0, cout, act, has_res, nt)
 
 
 @njit(fastmath=True, cache=True, inline="always")
-def _epilogue(acc, rows, bias, out, res, ostride, m0, last, n0, nc, c0, cout, act, has_res):
+def _epilogue(acc, rows, bias, out, res, ostride, m0, last, n0, nc, c0, cout, act, has_res, nt):
     """out[m, c0 + n0 + c] = act(acc + bias (+ residual)) for the tile's valid pixels and channels.
 
     The output and residual rows are slices of the (raw) flat arrays, not ``raw_view``s: with raw
     views here, 1x1 layers whose outputs and residuals miss the cache (ResNet50 at batch 8, 25 MB
     a layer) ran 1.2-1.7x slower, at 1 and 2 threads, though the vector code looked the same; a
     ``raw_view`` given the row's true length did not help either. The slices' NRT_incref calls on
-    a null meminfo (no atomics) are what differs, and cost ~2% on warm-cache layers."""
+    a null meminfo (no atomics) are what differs, and cost ~2% on warm-cache layers.
+
+    ``nt`` (``geom[13]``, set by ``conv.streams_output`` for outputs of >= 8 MB with aligned rows):
+    full 64-channel rows are finished in the tile and written with non-temporal stores. A normal
+    store first reads the line it writes (read-for-ownership): a 25 MB output (MobileNet's
+    conv_pw_1 at batch 8) took 1.5 ms to fill with plain vector stores here, 0.59 ms streamed. The
+    1x1 32>64 layer on 317x317 (25 MB out, 2 threads): 1.49-1.75 -> 1.20-1.22 ms; whole networks at
+    batch 8: MobileNet 25.9 -> 25.0 ms, ResNet50 116.6 -> 115.0, Xception 348 -> 333. (Outputs that
+    fit L3 are read back from it by the next layer, so they keep plain stores.)"""
     lo = np.float32(0.0) if act != ACT_NONE else np.float32(-3.0e38)
     hi = np.float32(6.0) if act == ACT_RELU6 else np.float32(3.0e38)
     bias_b = raw_view(bias, n0)
+    if nt and nc == NR:
+        # non-temporal: the finished row is built in the tile and streamed out (see ``stream16``;
+        # the caller checked that every row start is 64-byte aligned)
+        for p in range(rows):
+            m = m0 + p
+            if m <= last:
+                ob = m * ostride + c0 + n0
+                if has_res:
+                    rb = m * cout + n0
+                    rrow = res[rb:rb + NR]
+                    for c in range(NR):
+                        acc[p, c] = min(max(acc[p, c] + bias_b[c] + rrow[c], lo), hi)
+                else:
+                    for c in range(NR):
+                        acc[p, c] = min(max(acc[p, c] + bias_b[c], lo), hi)
+                for j in range(0, NR, 16):
+                    stream16(out, ob + j, acc, p * NR + j)
+        return
     for p in range(rows):
         m = m0 + p
         if m <= last:
@@ -206,7 +232,7 @@ _row_tile = stack_tile(1, NR)
 def _tile_row(xf, wf, bias, out, res, ostride, m, cb, geom, act, has_res):
     """One output pixel x NR channels: the tile for outputs of fewer than MR pixels (the classifier
     on a 1x1 map), where the 6-pixel tile would do 6x the FMAs for one row of weights."""
-    ohw, ow_n, sh, sw, img, rowstride, cin, kh, kk, m_total, cout, c0, rb = geom
+    ohw, ow_n, sh, sw, img, rowstride, cin, kh, kk, m_total, cout, c0, rb, nt = geom
     o = _pixel_offset(m, m, ohw, ow_n, sh, sw, img, rowstride, cin)
     acc = _row_tile()
     for c in range(NR):
@@ -220,7 +246,7 @@ def _tile_row(xf, wf, bias, out, res, ostride, m, cb, geom, act, has_res):
             for c in range(NR):
                 acc[0, c] += a * wi[wk + c]
     n0 = cb * NR
-    _epilogue(acc, 1, bias, out, res, ostride, m, m, n0, min(NR, cout - n0), c0, cout, act, has_res)
+    _epilogue(acc, 1, bias, out, res, ostride, m, m, n0, min(NR, cout - n0), c0, cout, act, has_res, 0)
 
 
 @njit(fastmath=True, cache=True)
@@ -245,3 +271,5 @@ def _work_item(xf, wf, bias, out, res, ostride, geom, act, has_res, cb, lo, hi):
         for mt in range(lo, hi):
             _tile(xf, wf, bias, out, res, ostride, mt * MR, cb, geom, act, has_res, i0, i1,
                   nxt + (mt - lo) * seg, adv)
+    if geom[13]:
+        store_fence()

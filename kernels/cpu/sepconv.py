@@ -37,7 +37,7 @@ from numba import njit, prange
 
 from kernels import aligned_empty, aligned_zeros, conv_output_size
 from kernels.cpu import depthwise as dwk
-from kernels.cpu.conv import _ACT_CODES, _NO_RESIDUAL, SERIAL_FLOPS, conv2d, pack_conv2d
+from kernels.cpu.conv import _ACT_CODES, _NO_RESIDUAL, SERIAL_FLOPS, conv2d, pack_conv2d, streams_output
 from kernels.cpu.conv_drivers import _item
 from kernels.cpu.conv_tile import MR
 from kernels.cpu.depthwise import TQ, _dw_rows_window, depthwise_conv2d, pack_depthwise
@@ -55,7 +55,7 @@ def _fused_item(blk, xf, h, wd, c, wall, vslot, dbf, wr, nfull, rw, br, outr, re
                 has_res, KH, KW, SW, IA):
     """Row block ``blk``: its depthwise part into the panel ``s``, then the 1x1 convolution of the
     block's pixels for every output-channel block."""
-    sh, sw, pt, pl, oh, ow, rows, nblk, cout, c0, unit = geo
+    sh, sw, pt, pl, oh, ow, rows, nblk, cout, c0, unit, nt = geo
     # blocks of whole units (``unit`` pixels: a row, or one pixel on maps of few rows) whose sizes
     # differ by at most one unit; the depthwise part computes the whole rows a block touches (a row
     # shared by two pixel blocks is computed by both)
@@ -68,7 +68,7 @@ def _fused_item(blk, xf, h, wd, c, wall, vslot, dbf, wr, nfull, rw, br, outr, re
     _dw_rows_window(xf, h, wd, c, wall, vslot, dbf, s, oh, ow, c, KH, KW, SW, IA, sh, sw, pt, pl, dact, 0,
                     r0, r1, r0, 0, (r1 - r0) * ((c + TQ - 1) // TQ))
     # the 1x1 convolution over the block's pixels of the panel: an unpadded "image" of npix pixels
-    geom = (npix, npix, 1, 1, npix * c, npix * c, c, 1, c, npix, cout, c0, 1)
+    geom = (npix, npix, 1, 1, npix * c, npix * c, c, 1, c, npix, cout, c0, 1, nt)
     sp = raw_view(s, (p0 - r0 * ow) * c)
     o = raw_view(outr, p0 * ostride)
     rs = raw_view(resr, p0 * cout) if has_res else resr
@@ -176,7 +176,8 @@ def depthwise_pointwise(x, packed, out, dw_stride, dw_pad, dw_act=None, act=None
     out2 = out.reshape(m_total, out.shape[-1])
     has_res = residual is not None
     res2 = residual.reshape(m_total, cout) if has_res else _NO_RESIDUAL
-    geo = (sh, sw, pt, pl, oh, ow, rows, nblocks, cout, int(out_c0), unit)
+    nt = int(streams_output(out2, m_total * cout, out_c0))
+    geo = (sh, sw, pt, pl, oh, ow, rows, nblocks, cout, int(out_c0), unit, nt)
     fused_par, fused_serial = _fused_kernels(dw.kh, dw.kw, sw, _ACT_CODES[in_act])
     packed.variant = f"{dw.fast}+{pw.direct_variant}"
     args = (x, edges[0], edges[1], dw.b, pw.weights, pw.nfull, pw.rw, pw.bias, out2, res2, scratch, geo,

@@ -1,4 +1,4 @@
-"""Stack-allocated register tiles and a software prefetch for Numba kernels."""
+"""Stack-allocated register tiles, software prefetch and non-temporal stores for Numba kernels."""
 
 from llvmlite import ir
 from numba import types
@@ -52,6 +52,38 @@ def prefetch(typingctx, arr, idx):
         return context.get_dummy_value()
 
     return types.void(arr, types.intp), codegen
+
+
+@intrinsic
+def stream16(typingctx, dst, di, src, si):
+    """``dst.flat[di:di + 16] = src.flat[si:si + 16]`` with one non-temporal 64-byte store
+    (``vmovntps``): the line goes to memory without being read first (no read-for-ownership) and
+    without displacing the cache. ``dst`` must be 64-byte aligned at ``di`` (the instruction faults
+    otherwise); ``src`` may be anything (a stack tile). Order such stores before another thread
+    reads the data with ``store_fence``."""
+    def codegen(context, builder, sig, args):
+        d = context.make_array(sig.args[0])(context, builder, args[0])
+        s = context.make_array(sig.args[2])(context, builder, args[2])
+        vt = ir.VectorType(ir.FloatType(), 16)
+        sp = builder.bitcast(builder.gep(s.data, [args[3]]), vt.as_pointer())
+        dp = builder.bitcast(builder.gep(d.data, [args[1]]), vt.as_pointer())
+        st = builder.store(builder.load(sp, align=4), dp, align=64)
+        st.set_metadata("nontemporal", builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)]))
+        return context.get_dummy_value()
+
+    return types.void(dst, types.intp, src, types.intp), codegen
+
+
+@intrinsic
+def store_fence(typingctx):
+    """``sfence``: earlier non-temporal stores become visible before any later store."""
+    def codegen(context, builder, sig, args):
+        fnty = ir.FunctionType(ir.VoidType(), [])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.sse.sfence")
+        builder.call(fn, [])
+        return context.get_dummy_value()
+
+    return types.void(), codegen
 
 
 @intrinsic
