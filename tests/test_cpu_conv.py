@@ -43,6 +43,10 @@ def run_case(rng, n, h, w, cin, cout, kh, kw, stride, pad, act=None, residual=Fa
     conv2d(x, packed, out, stride, pad, act=act, residual=res, out_c0=extra_before)
     want = ref.conv2d(x, kernel, b, stride, pad, act, res)
     packed.pre_act_max = float(np.abs(ref.conv2d(x, kernel, b, stride, pad, None, res)).max())
+    # the largest sum of |terms| of an output: float32 rounding scales with it, not with the output
+    # (a 20-term sum that cancels to 0.04 is off by ~4e-7, 1e-5 of itself)
+    packed.abs_sum_max = float(ref.conv2d(np.abs(x), np.abs(kernel), None if b is None else np.abs(b), stride,
+                                          pad, None, None if res is None else np.abs(res)).max())
     sl = slice(extra_before, extra_before + cout)
     return out[..., sl], want, out, sl, packed
 
@@ -191,7 +195,7 @@ def conv_cases(draw):
 @given(case=conv_cases())
 def test_random_shapes_match_reference(case, rng):
     ours, want, out, sl, packed = run_case(rng, **case)
-    assert max_rel_err(ours, want, packed.pre_act_max) <= tol(packed)
+    assert max_rel_err(ours, want, packed.abs_sum_max) <= tol(packed)
     others = np.delete(out, np.arange(out.shape[-1])[sl], axis=-1)
     assert np.all(others == FILL)
 
