@@ -264,3 +264,27 @@ def test_streamed_output(kh, residual, extra, rng, threads, monkeypatch):
     want = ref.conv2d(x, kernel, b, (1, 1), pad, "relu", res)
     assert max_rel_err(out[..., extra[0]:extra[0] + cout], want) <= TOL
     assert np.all(out[..., :extra[0]] == FILL) and np.all(out[..., extra[0] + cout:] == FILL)
+
+
+@pytest.mark.parametrize("pad", [(0, 0, 0, 0), (1, 1, 1, 1)], ids=["unpadded", "padded"])
+def test_repeated_calls_with_new_contents_and_buffers(pad, rng):
+    """A call with the same buffers and options reuses the previous call's kernel arguments: new
+    input values, another output buffer, another thread count and other options must all still
+    give the oracle's result."""
+    kernel = rng.standard_normal((3, 3, 24, 80), dtype=np.float32)
+    b = rng.standard_normal(80, dtype=np.float32)
+    packed = pack_conv2d(kernel, b)
+    x = rng.standard_normal((1, 20, 19, 24), dtype=np.float32)
+    oh, ow = 20 - 2 + pad[0] + pad[1], 19 - 2 + pad[2] + pad[3]
+    outs = [np.empty((1, oh, ow, 80), np.float32) for _ in range(2)]
+    before = numba.get_num_threads()
+    try:
+        for out, act, t in [(outs[0], "relu", 2), (outs[0], "relu", 2), (outs[1], "relu", 2), (outs[0], None, 2),
+                            (outs[0], None, 1), (outs[0], None, 1)]:
+            numba.set_num_threads(min(t, numba.config.NUMBA_NUM_THREADS))
+            x[...] = rng.standard_normal(x.shape, dtype=np.float32)
+            out.fill(FILL)
+            conv2d(x, packed, out, (1, 1), pad, act=act)
+            assert max_rel_err(out, ref.conv2d(x, kernel, b, (1, 1), pad, act)) <= TOL
+    finally:
+        numba.set_num_threads(before)

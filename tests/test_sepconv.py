@@ -122,3 +122,25 @@ def test_streamed_output(residual, extra, threads, monkeypatch):
         err, untouched, _ = run(np.random.default_rng(11), *shape, "relu", "relu", residual, extra=extra,
                                 align=True)
         assert err <= 1e-5 and untouched
+
+
+def test_repeated_calls_with_new_contents_and_buffers():
+    """The fused call reuses its previous kernel arguments only for the same buffers and options."""
+    rng = np.random.default_rng(21)
+    dk = rng.standard_normal((3, 3, 64, 1), dtype=np.float32)
+    pk = rng.standard_normal((1, 1, 64, 96), dtype=np.float32)
+    packed = sepconv.pack_depthwise_pointwise(dk, None, pk, None)
+    x = np.empty((1, 30, 30, 64), np.float32)
+    outs = [np.empty((1, 30, 30, 96), np.float32) for _ in range(2)]
+    before = numba.get_num_threads()
+    try:
+        for out, act, t in [(outs[0], "relu", 2), (outs[0], "relu", 2), (outs[1], "relu", 2), (outs[0], None, 2),
+                            (outs[0], None, 1), (outs[0], None, 1)]:
+            numba.set_num_threads(min(t, numba.config.NUMBA_NUM_THREADS))
+            x[...] = rng.standard_normal(x.shape, dtype=np.float32)
+            sepconv.depthwise_pointwise(x, packed, out, (1, 1), (1, 1, 1, 1), None, act)
+            mid = ref.depthwise_conv2d(x, dk, None, (1, 1), (1, 1, 1, 1), None)
+            want = ref.conv2d(mid, pk, None, (1, 1), (0, 0, 0, 0), act)
+            assert float(np.abs(out - want).max() / np.abs(want).max()) <= 1e-5
+    finally:
+        numba.set_num_threads(before)
