@@ -277,6 +277,7 @@ def test_repeated_calls_with_new_contents_and_buffers(pad, rng):
     x = rng.standard_normal((1, 20, 19, 24), dtype=np.float32)
     oh, ow = 20 - 2 + pad[0] + pad[1], 19 - 2 + pad[2] + pad[3]
     outs = [np.empty((1, oh, ow, 80), np.float32) for _ in range(2)]
+    reused = []
     before = numba.get_num_threads()
     try:
         for out, act, t in [(outs[0], "relu", 2), (outs[0], "relu", 2), (outs[1], "relu", 2), (outs[0], None, 2),
@@ -284,7 +285,25 @@ def test_repeated_calls_with_new_contents_and_buffers(pad, rng):
             numba.set_num_threads(min(t, numba.config.NUMBA_NUM_THREADS))
             x[...] = rng.standard_normal(x.shape, dtype=np.float32)
             out.fill(FILL)
+            before_plan = packed._plan
             conv2d(x, packed, out, (1, 1), pad, act=act)
+            reused.append(packed._plan is before_plan)
             assert max_rel_err(out, ref.conv2d(x, kernel, b, (1, 1), pad, act)) <= TOL
     finally:
         numba.set_num_threads(before)
+    # the repeated calls (same buffers, options, threads) took the saved plan, the others made one
+    assert reused == [False, True, False, False, False, True]
+
+
+def test_no_plan_kept_for_copied_arguments(rng):
+    """A non-contiguous unpadded input is copied by the reshape: that copy must not be reused."""
+    kernel = rng.standard_normal((1, 1, 16, 64), dtype=np.float32)
+    packed = pack_conv2d(kernel, None)
+    base = rng.standard_normal((1, 9, 9, 32), dtype=np.float32)
+    x = base[..., :16]                              # a channel slice: not C-contiguous
+    out = np.empty((1, 9, 9, 64), np.float32)
+    for _ in range(2):
+        base[...] = rng.standard_normal(base.shape, dtype=np.float32)
+        conv2d(x, packed, out, (1, 1), (0, 0, 0, 0))
+        assert max_rel_err(out, ref.conv2d(x, kernel, None, (1, 1), (0, 0, 0, 0))) <= TOL
+    assert packed._plan is None

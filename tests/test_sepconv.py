@@ -55,9 +55,9 @@ CASES = {
     "batch3_ragged": (3, 10, 11, 70, 33, 3, (1, 1), (1, 1, 1, 1)),
     "window_5x5": (2, 12, 9, 24, 64, 5, (1, 1), (2, 2, 2, 2)),
     "wide_channels_chunk_major": (1, 9, 9, 300, 64, 3, (1, 1), (1, 1, 1, 1)),
-    # 2 threads: blocks of whole rows (>= 24 rows a thread), then pixel blocks across two images
+    # 2 threads: blocks of whole rows (>= 24 rows a thread), then pixel blocks across images
     "row_blocks_50_rows": (1, 50, 20, 32, 64, 3, (1, 1), (1, 1, 1, 1)),
-    "pixel_blocks_batch2": (2, 12, 13, 80, 96, 3, (1, 1), (1, 1, 1, 1)),
+    "pixel_blocks_batch3": (3, 7, 13, 80, 96, 3, (1, 1), (1, 1, 1, 1)),    # blocks split mid-row, across images
 }
 
 
@@ -118,7 +118,8 @@ def test_one_and_two_threads_agree():
 def test_streamed_output(residual, extra, threads, monkeypatch):
     """Non-temporal stores of the 1x1 part (any output size here): row blocks, pixel blocks."""
     monkeypatch.setattr(cpu_conv, "STREAM_BYTES", 0)
-    for shape in [(1, 50, 20, 32, 144, 3, (1, 1), (1, 1, 1, 1)), (2, 12, 13, 80, 128, 3, (2, 2), (0, 1, 0, 1))]:
+    # row blocks; pixel blocks split mid-row across images (stride 2, 1 full + 1 narrow block)
+    for shape in [(1, 50, 20, 32, 144, 3, (1, 1), (1, 1, 1, 1)), (3, 14, 26, 80, 96, 3, (2, 2), (0, 1, 0, 1))]:
         err, untouched, _ = run(np.random.default_rng(11), *shape, "relu", "relu", residual, extra=extra,
                                 align=True)
         assert err <= 1e-5 and untouched
@@ -132,15 +133,20 @@ def test_repeated_calls_with_new_contents_and_buffers():
     packed = sepconv.pack_depthwise_pointwise(dk, None, pk, None)
     x = np.empty((1, 30, 30, 64), np.float32)
     outs = [np.empty((1, 30, 30, 96), np.float32) for _ in range(2)]
+    reused = []
     before = numba.get_num_threads()
     try:
         for out, act, t in [(outs[0], "relu", 2), (outs[0], "relu", 2), (outs[1], "relu", 2), (outs[0], None, 2),
                             (outs[0], None, 1), (outs[0], None, 1)]:
             numba.set_num_threads(min(t, numba.config.NUMBA_NUM_THREADS))
             x[...] = rng.standard_normal(x.shape, dtype=np.float32)
+            before_plan = packed.plan
             sepconv.depthwise_pointwise(x, packed, out, (1, 1), (1, 1, 1, 1), None, act)
+            reused.append(packed.plan is before_plan)
             mid = ref.depthwise_conv2d(x, dk, None, (1, 1), (1, 1, 1, 1), None)
             want = ref.conv2d(mid, pk, None, (1, 1), (0, 0, 0, 0), act)
             assert float(np.abs(out - want).max() / np.abs(want).max()) <= 1e-5
     finally:
         numba.set_num_threads(before)
+    # the repeated calls (same buffers, options, threads) took the saved plan, the others made one
+    assert reused == [False, True, False, False, False, True]

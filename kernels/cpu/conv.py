@@ -78,7 +78,7 @@ WINO_MIN_CHANNELS = 32        # cin and cout below this: the transforms cost mor
 
 @numba.njit(parallel=True, fastmath=True, cache=True)
 def _pad_copy(x, xp, t, l):
-    """x into the interior of the zero-bordered xp, rows split over the threads (a NumPy slice
+    """x into the interior of the zero-bordered xp, rows split over Numba's threads (a NumPy slice
     assignment ran on one thread: 0.52 ms of InceptionV3's 24 at batch 1, for its 49 padded layers)."""
     n, h, w, c = x.shape
     hp, wp = xp.shape[1], xp.shape[2]
@@ -156,7 +156,7 @@ def pack_conv2d(kernel, bias):
 def conv2d(x, packed, out, stride, pad, act=None, residual=None, out_c0=0):
     threads = numba.get_num_threads()
     plan = packed._plan
-    key = (x.shape, out.shape, tuple(stride), tuple(pad), act, out_c0, threads)
+    key = (x.shape, out.shape, tuple(stride), tuple(pad), act, out_c0, threads, STREAM_BYTES)
     if plan is not None and plan[0] is x and plan[1] is out and plan[2] is residual and plan[3] == key:
         # the same buffers and options as the previous call (a network's step, run after run): the
         # kernel arguments worked out then (~2.4 us of Python per call on MobileNet's layers)
@@ -193,8 +193,11 @@ def conv2d(x, packed, out, stride, pad, act=None, residual=None, out_c0=0):
     # streaming its weights: two cores stream them ~2x faster although the FLOPs are few
     small = 2 * m_total * kh * kw * cin * cout < SERIAL_FLOPS and packed.weights.nbytes < SERIAL_WEIGHT_BYTES
     fn, args = (conv_tiles_serial, args) if threads == 1 or small else (conv_tiles_parallel, args + (threads,))
-    # kept for the next call with the same buffers (it holds them: one set per layer)
-    packed._plan = (x, out, residual, key, None if xp is x else pad, fn, args)
+    # kept for the next call with the same buffers (it holds them: one set per layer), unless an
+    # argument is a copy (a reshape of a non-contiguous array): reused, it would hold stale data
+    if ((xp is not x or x.flags.c_contiguous) and out.flags.c_contiguous
+            and (residual is None or residual.flags.c_contiguous)):
+        packed._plan = (x, out, residual, key, None if xp is x else pad, fn, args)
     fn(*args)
 
 

@@ -71,6 +71,10 @@ def stream16(typingctx, dst, di, src, si):
         st.set_metadata("nontemporal", builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)]))
         return context.get_dummy_value()
 
+    f32 = (isinstance(dst, types.Array) and dst.dtype == types.float32 and isinstance(src, types.Array)
+           and src.dtype == types.float32)
+    if not f32:
+        return None     # a typing error: only float32 arrays
     return types.void(dst, types.intp, src, types.intp), codegen
 
 
