@@ -109,7 +109,7 @@ def main(argv=None):
         x[...] = rng.standard_normal(x.shape, dtype=np.float32)
         sess = ort_chain(weights, c, h, args.batch, args.part, args.threads)
         xn = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
-        fns = {"ours": ours_chain(weights, x, args.part), "ort": lambda: sess.run(None, {"x": xn})[0]}
+        fns = {"ours": ours_chain(weights, x, args.part), "ort": lambda s=sess, xn=xn: s.run(None, {"x": xn})[0]}
         want = fns["ort"]().transpose(0, 2, 3, 1)
         err = float(np.abs(fns["ours"]() - want).max() / max(float(np.abs(want).max()), 1e-30))
         times = {k: [] for k in fns}

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from plan_calls import REUSED, plan_calls
 
 from kernels import aligned_empty, conv_output_size
 from kernels import reference as ref
@@ -278,21 +279,16 @@ def test_repeated_calls_with_new_contents_and_buffers(pad, rng):
     oh, ow = 20 - 2 + pad[0] + pad[1], 19 - 2 + pad[2] + pad[3]
     outs = [np.empty((1, oh, ow, 80), np.float32) for _ in range(2)]
     reused = []
-    before = numba.get_num_threads()
-    try:
-        for out, act, t in [(outs[0], "relu", 2), (outs[0], "relu", 2), (outs[1], "relu", 2), (outs[0], None, 2),
-                            (outs[0], None, 1), (outs[0], None, 1)]:
-            numba.set_num_threads(min(t, numba.config.NUMBA_NUM_THREADS))
-            x[...] = rng.standard_normal(x.shape, dtype=np.float32)
-            out.fill(FILL)
-            before_plan = packed._plan
-            conv2d(x, packed, out, (1, 1), pad, act=act)
-            reused.append(packed._plan is before_plan)
-            assert max_rel_err(out, ref.conv2d(x, kernel, b, (1, 1), pad, act)) <= TOL
-    finally:
-        numba.set_num_threads(before)
+    for o, act in plan_calls():
+        out = outs[o]
+        x[...] = rng.standard_normal(x.shape, dtype=np.float32)
+        out.fill(FILL)
+        before_plan = packed._plan
+        conv2d(x, packed, out, (1, 1), pad, act=act)
+        reused.append(packed._plan is before_plan)
+        assert max_rel_err(out, ref.conv2d(x, kernel, b, (1, 1), pad, act)) <= TOL
     # the repeated calls (same buffers, options, threads) took the saved plan, the others made one
-    assert reused == [False, True, False, False, False, True]
+    assert reused == REUSED
 
 
 def test_no_plan_kept_for_copied_arguments(rng):

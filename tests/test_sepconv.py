@@ -3,10 +3,11 @@
 import numba
 import numpy as np
 import pytest
+from plan_calls import REUSED, plan_calls
 
 from kernels import aligned_copy, conv_output_size
-from kernels.cpu import conv as cpu_conv
 from kernels import reference as ref
+from kernels.cpu import conv as cpu_conv
 from kernels.cpu import sepconv
 
 FILL = np.float32(-77.5)
@@ -134,19 +135,14 @@ def test_repeated_calls_with_new_contents_and_buffers():
     x = np.empty((1, 30, 30, 64), np.float32)
     outs = [np.empty((1, 30, 30, 96), np.float32) for _ in range(2)]
     reused = []
-    before = numba.get_num_threads()
-    try:
-        for out, act, t in [(outs[0], "relu", 2), (outs[0], "relu", 2), (outs[1], "relu", 2), (outs[0], None, 2),
-                            (outs[0], None, 1), (outs[0], None, 1)]:
-            numba.set_num_threads(min(t, numba.config.NUMBA_NUM_THREADS))
-            x[...] = rng.standard_normal(x.shape, dtype=np.float32)
-            before_plan = packed.plan
-            sepconv.depthwise_pointwise(x, packed, out, (1, 1), (1, 1, 1, 1), None, act)
-            reused.append(packed.plan is before_plan)
-            mid = ref.depthwise_conv2d(x, dk, None, (1, 1), (1, 1, 1, 1), None)
-            want = ref.conv2d(mid, pk, None, (1, 1), (0, 0, 0, 0), act)
-            assert float(np.abs(out - want).max() / np.abs(want).max()) <= 1e-5
-    finally:
-        numba.set_num_threads(before)
+    for o, act in plan_calls():
+        out = outs[o]
+        x[...] = rng.standard_normal(x.shape, dtype=np.float32)
+        before_plan = packed.plan
+        sepconv.depthwise_pointwise(x, packed, out, (1, 1), (1, 1, 1, 1), None, act)
+        reused.append(packed.plan is before_plan)
+        mid = ref.depthwise_conv2d(x, dk, None, (1, 1), (1, 1, 1, 1), None)
+        want = ref.conv2d(mid, pk, None, (1, 1), (0, 0, 0, 0), act)
+        assert float(np.abs(out - want).max() / np.abs(want).max()) <= 1e-5
     # the repeated calls (same buffers, options, threads) took the saved plan, the others made one
-    assert reused == [False, True, False, False, False, True]
+    assert reused == REUSED

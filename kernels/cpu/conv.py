@@ -60,7 +60,7 @@ from kernels.cpu import winograd as wino
 from kernels.cpu.conv_drivers import conv_tiles_parallel, conv_tiles_serial
 from kernels.cpu.conv_narrow import NARROW_MR
 from kernels.cpu.conv_tile import ACT_NONE, ACT_RELU, ACT_RELU6, NR
-from kernels.cpu.stack import raw_view
+from kernels.cpu.elementwise import zero_pad
 
 SERIAL_FLOPS = 4_000_000      # below this the fork/join of the thread pool costs more than it saves
 ROW_PASS_BYTES = 768 << 10     # a channel block's weights above this run kernel row by row (L2 is 1 MB)
@@ -74,23 +74,6 @@ _WINO_SCRATCH = {}            # (tiles per block, cin) -> per-thread buffers sha
 WINO_MIN_TILES = 8            # 7x7 maps (4 tiles, 8x8 computed for 7x7) with 512 channels: 1.25x slower
 WINO_MIN_CHANNELS = 32        # cin and cout below this: the transforms cost more than the GEMM saves
                               # (32 > 64 at 147x147, InceptionV3/Xception: 3.27 -> 2.04 ms at 1 thread)
-
-
-@numba.njit(parallel=True, fastmath=True, cache=True)
-def _pad_copy(x, xp, t, l):
-    """x into the interior of the zero-bordered xp, rows split over Numba's threads (a NumPy slice
-    assignment ran on one thread: 0.52 ms of InceptionV3's 24 at batch 1, for its 49 padded layers)."""
-    n, h, w, c = x.shape
-    hp, wp = xp.shape[1], xp.shape[2]
-    rowlen = w * c
-    xf, pf = raw_view(x, 0), raw_view(xp, 0)
-    for r in numba.prange(n * h):
-        i = r // h
-        y = r - i * h
-        src = raw_view(xf, r * rowlen)
-        dst = raw_view(pf, ((i * hp + y + t) * wp + l) * c)
-        for k in range(rowlen):
-            dst[k] = src[k]
 
 
 class PackedConv2d:
@@ -142,8 +125,8 @@ class PackedConv2d:
             n, h, w, c = x.shape
             xp = aligned_zeros((n, h + t + b, w + l + r, c))
             self._scratch[key] = xp
-        if x.flags.c_contiguous:
-            _pad_copy(x, xp, t, l)
+        if x.flags.c_contiguous:     # on the thread pool (a NumPy slice assignment runs on one thread)
+            zero_pad(x, xp, pad)
         else:
             xp[:, t:t + x.shape[1], l:l + x.shape[2], :] = x
         return xp
@@ -157,7 +140,7 @@ def conv2d(x, packed, out, stride, pad, act=None, residual=None, out_c0=0):
     threads = numba.get_num_threads()
     plan = packed._plan
     key = (x.shape, out.shape, tuple(stride), tuple(pad), act, out_c0, threads, STREAM_BYTES)
-    if plan is not None and plan[0] is x and plan[1] is out and plan[2] is residual and plan[3] == key:
+    if plan_hit(plan, x, out, residual, key):
         # the same buffers and options as the previous call (a network's step, run after run): the
         # kernel arguments worked out then (~2.4 us of Python per call on MobileNet's layers)
         if plan[4] is not None:
@@ -193,12 +176,21 @@ def conv2d(x, packed, out, stride, pad, act=None, residual=None, out_c0=0):
     # streaming its weights: two cores stream them ~2x faster although the FLOPs are few
     small = 2 * m_total * kh * kw * cin * cout < SERIAL_FLOPS and packed.weights.nbytes < SERIAL_WEIGHT_BYTES
     fn, args = (conv_tiles_serial, args) if threads == 1 or small else (conv_tiles_parallel, args + (threads,))
-    # kept for the next call with the same buffers (it holds them: one set per layer), unless an
-    # argument is a copy (a reshape of a non-contiguous array): reused, it would hold stale data
-    if ((xp is not x or x.flags.c_contiguous) and out.flags.c_contiguous
-            and (residual is None or residual.flags.c_contiguous)):
+    if plannable(xp, out, residual):     # kept for the next call (it holds the buffers: one set a layer)
         packed._plan = (x, out, residual, key, None if xp is x else pad, fn, args)
     fn(*args)
+
+
+def plan_hit(plan, x, out, residual, key):
+    """Whether ``plan``, saved by a kernel's previous call, was made for these very buffers and
+    options (``key``), so that its kernel arguments can be reused."""
+    return plan is not None and plan[0] is x and plan[1] is out and plan[2] is residual and plan[3] == key
+
+
+def plannable(x, out, residual):
+    """Whether kernel arguments made from these arrays can be reused: only if they are views of
+    them, not copies (a reshape of a non-contiguous array copies; reused, it holds stale data)."""
+    return x.flags.c_contiguous and out.flags.c_contiguous and (residual is None or residual.flags.c_contiguous)
 
 
 def streams_output(out2, floats, out_c0):

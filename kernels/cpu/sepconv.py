@@ -36,9 +36,18 @@ import numba
 from numba import njit, prange
 
 from kernels import aligned_empty, aligned_zeros, conv_output_size
-from kernels.cpu import depthwise as dwk
 from kernels.cpu import conv
-from kernels.cpu.conv import _ACT_CODES, _NO_RESIDUAL, SERIAL_FLOPS, conv2d, pack_conv2d, streams_output
+from kernels.cpu import depthwise as dwk
+from kernels.cpu.conv import (
+    _ACT_CODES,
+    _NO_RESIDUAL,
+    SERIAL_FLOPS,
+    conv2d,
+    pack_conv2d,
+    plan_hit,
+    plannable,
+    streams_output,
+)
 from kernels.cpu.conv_drivers import _item
 from kernels.cpu.conv_tile import MR
 from kernels.cpu.depthwise import TQ, _dw_rows_window, depthwise_conv2d, pack_depthwise
@@ -112,12 +121,6 @@ def _fused_kernels(kh, kw, sw, ia):
     return fused_par, fused_serial
 
 
-def _plannable(x, out, residual):
-    """Kernel arguments can be reused only if they are views of the caller's arrays, not copies
-    (a reshape of a non-contiguous array copies: a reused copy would hold the first call's data)."""
-    return x.flags.c_contiguous and out.flags.c_contiguous and (residual is None or residual.flags.c_contiguous)
-
-
 def pack_depthwise_pointwise(dw_kernel, dw_bias, kernel, bias):
     """Depthwise weights (kh, kw, c, mult) + bias and 1x1 weights (1, 1, c * mult, cout) + bias."""
     dw = pack_depthwise(dw_kernel, dw_bias)
@@ -149,7 +152,7 @@ def depthwise_pointwise(x, packed, out, dw_stride, dw_pad, dw_act=None, act=None
     plan = packed.plan
     key = (x.shape, out.shape, tuple(dw_stride), tuple(dw_pad), dw_act, act, out_c0, in_act, threads,
            conv.STREAM_BYTES)
-    if plan is not None and plan[0] is x and plan[1] is out and plan[2] is residual and plan[3] == key:
+    if plan_hit(plan, x, out, residual, key):
         # the same buffers and options as the previous (fused) call: its kernel arguments
         packed.variant = plan[4]
         plan[5](*plan[6])
@@ -198,6 +201,6 @@ def depthwise_pointwise(x, packed, out, dw_stride, dw_pad, dw_act=None, act=None
     args = (x, edges[0], edges[1], dw.b, pw.weights, pw.nfull, pw.rw, pw.bias, out2, res2, scratch, geo,
             _ACT_CODES[dw_act], _ACT_CODES[act], has_res)
     fn = fused_serial if threads == 1 else fused_par
-    if _plannable(x, out, residual):     # the plan holds the buffers: one set a layer
+    if plannable(x, out, residual):     # the plan holds the buffers: one set a layer
         packed.plan = (x, out, residual, key, packed.variant, fn, args)
     fn(*args)
