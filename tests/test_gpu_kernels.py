@@ -1,46 +1,67 @@
-"""CUDA kernels (kernels.gpu) against the NumPy oracle on random odd shapes.
+"""CUDA kernels (kernels.gpu, and kernels.gpu.tf32 for conv2d/dense) against the NumPy oracle on odd
+shapes, run twice by the same test bodies: on the device (marked ``gpu``; skipped with the reason where
+none is usable) and on the host emulator (kernels/gpu/emulate.h; needs g++ only).
 
-Max relative error max|ours - ref| / max|ref| <= 1e-5 (fp32 path); ops with an activation are scaled
-by the pre-activation reference. Outputs written at ``out_c0`` into a wider buffer must leave the
-other channels untouched (sentinel-filled), and every variant (each conv tile, A mode, float4 or
-scalar epilogue, misaligned buffers) is forced at least once. Skips with the reason when no CUDA
-device is usable (cupy missing, no driver, or zero devices).
+fp32: max relative error max|ours - ref| / max|ref| <= 1e-5; ops with an activation are scaled by
+the pre-activation reference. TF32: every element within kernels.gpu.tf32's stated bound,
+(2**-10 + 2**-22) * sum|x||w| + 1e-5 * max|ref|. Outputs written at ``out_c0`` into a wider buffer
+must leave the other channels untouched (sentinel-filled), and every variant (each conv tile with
+and without split K, A mode, vector or scalar epilogue, misaligned buffers, skinny GEMM row blocks)
+runs at least once.
+Inputs come from generators seeded by the test's name and parameters (``helpers.seeded_rng``): the
+device and the emulator see the same data, and a failure reproduces.
 """
+
+import shutil
+from typing import NamedTuple
 
 import numpy as np
 import pytest
+from helpers import rand, rel_err, seeded_rng
 
 from kernels import conv_output_size
 from kernels import reference as ref
-from kernels.gpu import unavailable_reason
+from kernels.gpu import conv, gemm, tf32, unavailable_reason
+from kernels.gpu import runtime as rt
 
 REASON = unavailable_reason()
-pytestmark = [pytest.mark.gpu, pytest.mark.skipif(REASON is not None, reason=f"no usable CUDA device: {REASON}")]
-
+CXX = shutil.which("g++")
 TOL = 1e-5
 SENTINEL = np.float32(-7.25)
 
 
-@pytest.fixture(scope="module")
-def g():
-    import kernels.gpu as g
-    return g
+class Gpu(NamedTuple):
+    g: object           # kernels.gpu
+    cp: object          # cupy, or the emulator's numpy stand-in
+    emulated: bool
 
 
-@pytest.fixture(scope="module")
-def cp():
-    import cupy
-    return cupy
+@pytest.fixture(scope="module", params=[pytest.param("device", marks=pytest.mark.gpu), "emulator"])
+def gpu(request):
+    """The GPU backend on the device, or the same kernels on the host emulator."""
+    if request.param == "device":
+        if REASON is not None:
+            pytest.skip(f"no usable CUDA device: {REASON}")
+        import cupy
+
+        import kernels.gpu as g
+
+        yield Gpu(g, cupy, False)
+    else:
+        if CXX is None:
+            pytest.skip("g++ is not on PATH: the host emulation of the CUDA kernels cannot be built")
+        from kernels.gpu import emulate
+
+        with emulate.emulated() as (g, cp):
+            yield Gpu(g, cp, True)
 
 
-def rel_err(ours, want, scale_of=None):
-    want = np.asarray(want, np.float64)
-    scale = max(np.abs(np.asarray(want if scale_of is None else scale_of, np.float64)).max(), 1e-30)
-    return float(np.abs(np.asarray(ours, np.float64) - want).max() / scale)
-
-
-def rand(rng, *shape):
-    return rng.uniform(-3, 3, shape).astype(np.float32)
+@pytest.fixture
+def rng(request):
+    """Seeded by the test and its parameters, the backend excepted (same data on both)."""
+    callspec = getattr(request.node, "callspec", None)
+    params = {} if callspec is None else {k: v for k, v in callspec.params.items() if k != "gpu"}
+    return seeded_rng(request.node.originalname, sorted(params.items(), key=str))
 
 
 def device(cp, a, misalign=False):
@@ -57,28 +78,43 @@ def wide(cp, shape, c, before, after):
     return cp.full(tuple(shape[:-1]) + (before + c + after,), SENTINEL, cp.float32)
 
 
-def check_wide(out, want, c0, scale_of=None):
+def check_wide(out, want, c0, scale_of=None, bound=None):
+    """Channels [c0, c0 + C) hold want (within TOL, or elementwise within ``bound``); the rest is untouched."""
     out = out.get()
     c = want.shape[-1]
-    assert rel_err(out[..., c0:c0 + c], want, scale_of) <= TOL
+    got = out[..., c0:c0 + c]
+    if bound is None:
+        assert rel_err(got, want, scale_of) <= TOL
+    else:
+        excess = np.abs(got.astype(np.float64) - want) - bound
+        assert excess.max() <= 0, f"over the TF32 bound by {excess.max():.3g}"
     assert np.all(out[..., :c0] == SENTINEL) and np.all(out[..., c0 + c:] == SENTINEL)
+
+
+def tf32_bound(terms_abs, want):
+    """kernels.gpu.tf32's tolerance per element: ERROR_BOUND * sum|x||w| + 1e-5 * max|ref|."""
+    return tf32.ERROR_BOUND * terms_abs + TOL * np.abs(want).max()
 
 
 CONV_CASES = [
     # n, h, w, cin, cout, kh, kw, stride, pad, act, residual, (before, after)
-    (1, 19, 17, 3, 13, 7, 7, (2, 2), (3, 3, 3, 3), "relu", False, (0, 0)),      # scalar A (cin 3)
-    (2, 15, 13, 8, 20, 3, 3, (1, 1), (1, 1, 1, 1), None, True, (4, 8)),         # vec4 A, float4 out, slice
-    (2, 9, 11, 12, 36, 1, 1, (1, 1), (0, 0, 0, 0), "relu6", True, (0, 0)),      # pointwise
+    (1, 19, 17, 3, 13, 7, 7, (2, 2), (3, 3, 3, 3), "relu", False, (0, 0)),      # 7x7/2 on odd input, cin 3
+    (2, 15, 13, 8, 20, 3, 3, (1, 1), (1, 1, 1, 1), None, True, (4, 8)),         # vec4 A, vector out, slice
+    (2, 9, 11, 12, 36, 1, 1, (1, 1), (0, 0, 0, 0), "relu6", True, (0, 0)),      # pointwise tiles (M 198)
     (3, 10, 9, 16, 7, 3, 3, (2, 2), (0, 1, 0, 1), "relu", False, (3, 2)),       # odd cout: scalar out
     (1, 8, 8, 20, 33, 1, 1, (2, 2), (0, 0, 0, 0), None, False, (0, 0)),         # 1x1 stride 2 (generic)
     (1, 12, 7, 4, 9, 1, 7, (1, 1), (0, 0, 3, 3), "relu", False, (1, 0)),        # 1x7 'same'
     (2, 7, 12, 8, 64, 7, 1, (1, 1), (3, 3, 0, 0), "relu", True, (0, 0)),        # 7x1 'same'
     (1, 6, 5, 36, 130, 3, 3, (1, 2), (2, 0, 1, 2), None, True, (0, 4)),         # asymmetric everything
+    (1, 5, 5, 96, 40, 3, 3, (1, 1), (1, 1, 1, 1), "relu", True, (0, 0)),        # small M, deep K: split K
+    (1, 3, 3, 20, 33, 1, 1, (1, 1), (0, 0, 0, 0), "relu6", True, (4, 3)),       # 9-pixel 1x1: skinny GEMM
 ]
 
 
-def _conv(g, cp, rng, case, misalign=False):
+def _conv(gpu, rng, case, misalign=False, backend=None):
+    """One conv2d call against the oracle; ``backend`` kernels.gpu.tf32 checks the TF32 bound."""
     n, h, w, cin, cout, kh, kw, stride, pad, act, use_res, (before, after) = case
+    g, cp = gpu.g, gpu.cp
     x = rand(rng, n, h, w, cin)
     k = rand(rng, kh, kw, cin, cout) / np.sqrt(kh * kw * cin)
     b = rand(rng, cout)
@@ -86,31 +122,57 @@ def _conv(g, cp, rng, case, misalign=False):
     ow = conv_output_size(w, kw, stride[1], pad[2], pad[3])
     res = rand(rng, n, oh, ow, cout) if use_res else None
     out = wide(cp, (n, oh, ow, cout), cout, before, after)
-    packed = g.pack_conv2d(k, b)
-    g.conv2d(device(cp, x, misalign), packed, out, stride, pad, act,
-             None if res is None else device(cp, res, misalign), before)
+    be = backend or g
+    be.conv2d(device(cp, x, misalign), be.pack_conv2d(k, b), out, stride, pad, act,
+              None if res is None else device(cp, res, misalign), before)
     want = ref.conv2d(x, k, b, stride, pad, act, res)
-    check_wide(out, want, before, ref.conv2d(x, k, b, stride, pad, None, res))
+    if backend is tf32:
+        check_wide(out, want, before, bound=tf32_bound(ref.conv2d(np.abs(x), np.abs(k), None, stride, pad), want))
+    else:
+        check_wide(out, want, before, ref.conv2d(x, k, b, stride, pad, None, res))
 
 
 @pytest.mark.parametrize("case", CONV_CASES)
-def test_conv2d(g, cp, case):
-    _conv(g, cp, np.random.default_rng(), case)
+def test_conv2d(gpu, rng, case):
+    _conv(gpu, rng, case)
 
 
-@pytest.mark.parametrize("tile", [0, 1, 2, 3])
-def test_conv2d_every_tile(g, cp, tile, monkeypatch):
-    from kernels.gpu import conv
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_conv2d_tf32(gpu, rng, case):
+    _conv(gpu, rng, case, backend=tf32)
 
-    monkeypatch.setattr(conv, "pick_tile", lambda m, n, sms: conv.TILES[tile])
-    rng = np.random.default_rng()
+
+@pytest.mark.parametrize("splits", [1, 3])
+@pytest.mark.parametrize("tile", conv.FP32_TILES + conv.TF32_TILES, ids=lambda t: f"{t.kind}-{t.bm}x{t.bn}")
+def test_conv2d_every_tile(gpu, rng, tile, splits, monkeypatch):
+    """Each tile forced, with and without split K, on the four cases that cover every A mode."""
+    def forced(m, n, k, kind="fp32", sms=132):
+        k_split = rt.cdiv(rt.cdiv(k, splits), tile.bk) * tile.bk
+        return conv.ConvPlan(tile, rt.cdiv(k, k_split), k_split)
+
+    monkeypatch.setattr(conv, "plan", forced)
     for case in CONV_CASES[:4]:
-        _conv(g, cp, rng, case)
+        _conv(gpu, rng, case, backend=tf32 if tile.kind == "tf32" else None)
 
 
-def test_conv2d_misaligned_buffers_take_the_scalar_path(g, cp):
-    _conv(g, cp, np.random.default_rng(), CONV_CASES[1], misalign=True)
-    _conv(g, cp, np.random.default_rng(), CONV_CASES[2], misalign=True)
+def test_conv2d_misaligned_buffers_take_the_scalar_path(gpu, rng):
+    _conv(gpu, rng, CONV_CASES[1], misalign=True)
+    _conv(gpu, rng, CONV_CASES[2], misalign=True)
+
+
+def test_tf32_rounds_both_operands_to_nearest(gpu, rng):
+    """TF32 is the fp32 result of TF32-rounded inputs (round to nearest, ties away): within fp32
+    rounding of that, and measurably away from the fp32 result."""
+    x = rand(rng, 2, 9, 9, 16)
+    k = rand(rng, 3, 3, 16, 24) / 12
+    out = gpu.cp.empty((2, 9, 9, 24), gpu.cp.float32)
+    tf32.conv2d(gpu.cp.asarray(x), tf32.pack_conv2d(k, None), out, (1, 1), (1, 1, 1, 1))
+    got = out.get()
+    rounded = ref.conv2d(tf32.round_to_tf32(x), tf32.round_to_tf32(k), None, (1, 1), (1, 1, 1, 1))
+    assert rel_err(got, rounded) <= TOL
+    assert rel_err(got, ref.conv2d(x, k, None, (1, 1), (1, 1, 1, 1))) > 2e-5
+    assert tf32.round_to_tf32(np.float32([1 + 2**-11, 1 + 2**-12, -(1 + 2**-11)])).tolist() == \
+        [1 + 2**-10, 1.0, -(1 + 2**-10)]
 
 
 @pytest.mark.parametrize("kh,kw,mult,c,stride,pad,before", [
@@ -122,8 +184,8 @@ def test_conv2d_misaligned_buffers_take_the_scalar_path(g, cp):
     (3, 3, 1, 7, (1, 1), (1, 1, 1, 1), 0),        # odd channels: scalar kernel
 ])
 @pytest.mark.parametrize("act", [None, "relu6"])
-def test_depthwise(g, cp, kh, kw, mult, c, stride, pad, before, act):
-    rng = np.random.default_rng()
+def test_depthwise(gpu, rng, kh, kw, mult, c, stride, pad, before, act):
+    g, cp = gpu.g, gpu.cp
     x = rand(rng, 2, 13, 11, c)
     k = rand(rng, kh, kw, c, mult)
     b = rand(rng, c * mult)
@@ -138,8 +200,8 @@ def test_depthwise(g, cp, kh, kw, mult, c, stride, pad, before, act):
 @pytest.mark.parametrize("c,before", [(16, 0), (16, 8), (7, 3), (12, 1)])
 @pytest.mark.parametrize("pool,stride,pad", [((3, 3), (2, 2), (0, 0, 0, 0)), ((3, 3), (1, 1), (1, 1, 1, 1)),
                                              ((2, 3), (2, 1), (0, 1, 1, 1))])
-def test_pooling(g, cp, c, before, pool, stride, pad):
-    rng = np.random.default_rng()
+def test_pooling(gpu, rng, c, before, pool, stride, pad):
+    g, cp = gpu.g, gpu.cp
     x = rand(rng, 2, 11, 9, c)
     oh = conv_output_size(11, pool[0], stride[0], pad[0], pad[1])
     ow = conv_output_size(9, pool[1], stride[1], pad[2], pad[3])
@@ -153,9 +215,10 @@ def test_pooling(g, cp, c, before, pool, stride, pad):
         check_wide(out, ref.avg_pool2d(x, pool, stride, pad, include), before)
 
 
-@pytest.mark.parametrize("shape", [(1, 7, 7, 64), (3, 5, 3, 13), (2, 1, 1, 8)])
-def test_global_pooling(g, cp, shape):
-    x = rand(np.random.default_rng(), *shape)
+@pytest.mark.parametrize("shape", [(1, 7, 7, 2048), (1, 7, 7, 64), (3, 5, 3, 13), (2, 1, 1, 8), (2, 9, 8, 36)])
+def test_global_pooling(gpu, rng, shape):
+    g, cp = gpu.g, gpu.cp
+    x = rand(rng, *shape)
     out = cp.empty((shape[0], shape[-1]), cp.float32)
     g.global_avg_pool(cp.asarray(x), out)
     assert rel_err(out.get(), ref.global_avg_pool(x)) <= TOL
@@ -163,20 +226,35 @@ def test_global_pooling(g, cp, shape):
     assert np.array_equal(out.get(), ref.global_max_pool(x))
 
 
-@pytest.mark.parametrize("batch,k,n", [(1, 1001, 37), (1, 2048, 1000), (1, 7, 3), (5, 300, 129), (33, 64, 10)])
+DENSE_CASES = [(1, 1001, 37), (1, 2048, 1000), (1, 7, 3), (2, 300, 129), (3, 513, 64), (5, 300, 129),
+               (33, 64, 10), (64, 200, 20), (70, 96, 36)]
+
+
+@pytest.mark.parametrize("batch,k,n", DENSE_CASES)
 @pytest.mark.parametrize("act", [None, "relu"])
-def test_dense(g, cp, batch, k, n, act):
-    rng = np.random.default_rng()
+def test_dense(gpu, rng, batch, k, n, act):
+    g, cp = gpu.g, gpu.cp
     x, w, b = rand(rng, batch, k), rand(rng, k, n) / np.sqrt(k), rand(rng, n)
     out = cp.full((batch, n), SENTINEL, cp.float32)
     g.dense(cp.asarray(x), g.pack_dense(w, b), out, act)
     assert rel_err(out.get(), ref.dense(x, w, b, act), ref.dense(x, w, b)) <= TOL
 
 
+@pytest.mark.parametrize("batch,k,n", [(1, 1001, 37), (5, 300, 129), (70, 96, 36)])
+def test_dense_tf32(gpu, rng, batch, k, n):
+    cp = gpu.cp
+    x, w, b = rand(rng, batch, k), rand(rng, k, n) / np.sqrt(k), rand(rng, n)
+    out = cp.full((batch, n), SENTINEL, cp.float32)
+    tf32.dense(cp.asarray(x), tf32.pack_dense(w, b), out, "relu")
+    want = ref.dense(x, w, b, "relu")
+    excess = np.abs(out.get() - want) - tf32_bound(np.abs(x).astype(np.float64) @ np.abs(w), want)
+    assert excess.max() <= 0
+
+
 @pytest.mark.parametrize("shape", [(2, 5, 7, 12), (1, 3, 3, 5), (4, 1001)])
 @pytest.mark.parametrize("act", [None, "relu", "relu6"])
-def test_add_activation_affine(g, cp, shape, act):
-    rng = np.random.default_rng()
+def test_add_activation_affine(gpu, rng, shape, act):
+    g, cp = gpu.g, gpu.cp
     a, b = rand(rng, *shape), rand(rng, *shape)
     out = cp.full(shape, SENTINEL, cp.float32)
     g.add(cp.asarray(a), cp.asarray(b), out, act)
@@ -188,8 +266,8 @@ def test_add_activation_affine(g, cp, shape, act):
     assert rel_err(out.get(), ref.channel_affine(a, s, t, act), ref.channel_affine(a, s, t)) <= TOL
 
 
-def test_concat_zero_pad_softmax(g, cp):
-    rng = np.random.default_rng()
+def test_concat_zero_pad_softmax(gpu, rng):
+    g, cp = gpu.g, gpu.cp
     xs = [rand(rng, 2, 5, 3, c) for c in (4, 3, 8, 1)]
     out = cp.full((2, 5, 3, 16), SENTINEL, cp.float32)
     g.concat([cp.asarray(x) for x in xs], out)
@@ -206,13 +284,113 @@ def test_concat_zero_pad_softmax(g, cp):
         assert rel_err(out.get(), ref.softmax(x)) <= TOL
 
 
-def test_specialisations_compile_once(g, cp):
-    from kernels.gpu import runtime
+@pytest.mark.parametrize("op", ["conv2d", "depthwise_conv2d", "max_pool2d", "global_avg_pool", "add", "dense"])
+def test_tensors_past_32_bit_indexing_are_refused(gpu, op):
+    """2^31-element tensors (broadcast views: no memory) get a ValueError naming the sizes, before any
+    launch, instead of wrapped 32-bit indices."""
+    g = gpu.g
+    big = np.broadcast_to(np.float32(0), (1, 2**16, 2**15 + 8, 1))
+    small = np.zeros((1, 4, 4, 4), np.float32)
+    calls = {
+        "conv2d": lambda: g.conv2d(big, g.pack_conv2d(np.ones((1, 1, 1, 1), np.float32), None), big, (1, 1),
+                                   (0, 0, 0, 0)),
+        "depthwise_conv2d": lambda: g.depthwise_conv2d(big, g.pack_depthwise(np.ones((3, 3, 1, 1), np.float32), None),
+                                                       small, (1, 1), (1, 1, 1, 1)),
+        "max_pool2d": lambda: g.max_pool2d(big, small, (2, 2), (2, 2), (0, 0, 0, 0)),
+        "global_avg_pool": lambda: g.global_avg_pool(big, small[0, 0]),
+        "add": lambda: g.add(big, big, big),
+        "dense": lambda: g.dense(np.broadcast_to(np.float32(0), (2**16, 2**15 + 8)),
+                                 g.pack_dense(np.ones((2**15 + 8, 1), np.float32), None),
+                                 np.zeros((2**16, 1), np.float32)),
+    }
+    with pytest.raises(ValueError, match=r"2,14\d,\d{3},\d{3} elements.*32-bit"):
+        calls[op]()
 
-    x = cp.asarray(rand(np.random.default_rng(), 1, 4, 4, 4))
+
+def test_specialisations_compile_once(gpu, rng):
+    if gpu.emulated:
+        pytest.skip("the emulator builds every specialisation up front; NVRTC compiles are device-only")
+    g, cp = gpu.g, gpu.cp
+    x = cp.asarray(rand(rng, 1, 4, 4, 4))
     out = cp.empty_like(x)
     g.add(x, x, out)
-    before = runtime.compiled_count()
+    before = rt.compiled_count()
     g.add(x, x, out)
     g.add(x, x, out, "relu")
-    assert runtime.compiled_count() == before
+    assert rt.compiled_count() == before
+
+
+def test_weights_are_on_the_device_when_pack_returns(gpu, rng):
+    """pack_* synchronises its uploads: a non-blocking stream can use the weights at once."""
+    if gpu.emulated:
+        pytest.skip("host memory: nothing is asynchronous")
+    cp = gpu.cp
+    stream = cp.cuda.Stream(non_blocking=True)
+    with stream:
+        p = gpu.g.pack_dense(rand(rng, 4096, 4096), None)            # 64 MB: the copy takes a while
+        assert cp.cuda.get_current_stream().done
+    assert np.array_equal(p.w[:3, :3].get(), p.w.get()[:3, :3])
+
+
+def test_toy_graph_through_the_executor(gpu):
+    """The GPU backend under the real Executor (memory plan, concat slices, fused epilogues)."""
+    from helpers import fill_weights, toy_graph
+
+    from nets.runtime.executor import Executor, pack_weights
+    from nets.runtime.model import Model
+
+    graph = fill_weights(toy_graph(top=False), seed=3)
+    reference = Model(graph, device="reference")
+    x = np.random.default_rng(2).normal(0, 1, (2,) + reference.input_shape).astype(np.float32)
+    got = Executor(reference.graph, gpu.g, pack_weights(reference.graph, gpu.g), 2).run(x)[0]
+    got = got.get() if hasattr(got, "get") else got
+    assert rel_err(got, reference(x)) <= 1e-5
+
+
+# ----------------------------------------------------------------------------- the dispatchers' choices
+# (numerics above do not depend on them; these pin what the review asked the planners to do)
+
+@pytest.mark.parametrize("cout", [32, 64, 96, 192])
+@pytest.mark.parametrize("kind", ["fp32", "tf32"])
+def test_large_layers_get_tiles_without_wasted_columns(cout, kind):
+    p = conv.plan(32 * 147 * 147, cout, 288, kind, 132)
+    padded = rt.cdiv(cout, p.tile.bn) * p.tile.bn
+    assert p.splits == 1
+    assert padded == cout or (kind == "tf32" and padded <= 2 * cout), p
+
+
+@pytest.mark.parametrize("m,n,k", [(49, 512, 4608), (196, 256, 2304), (64, 384, 1152), (3136, 64, 576)])
+@pytest.mark.parametrize("kind", ["fp32", "tf32"])
+def test_small_m_layers_split_k_into_one_full_wave(m, n, k, kind):
+    p = conv.plan(m, n, k, kind, 132)
+    blocks = rt.cdiv(m, p.tile.bm) * rt.cdiv(n, p.tile.bn) * p.splits
+    assert p.splits > 1 and p.k_split % p.tile.bk == 0 and rt.cdiv(k, p.k_split) == p.splits
+    assert 132 <= blocks <= p.tile.resident * 132, p
+
+
+def test_gemv_split_count_is_floored_into_one_wave():
+    s = gemm.splits(1, 25088, 4096, 132)                  # VGG fc1 at batch 1: 32 column groups
+    assert s == gemm.RESIDENT[1] * 132 // 32
+    assert 32 * s <= gemm.RESIDENT[1] * 132 < 32 * (s + 1)
+
+
+@pytest.mark.parametrize("batch,path", [(1, "rows"), (2, "rows"), (64, "rows"), (65, "tiles")])
+def test_dense_routes_small_batches_to_the_skinny_gemm(gpu, batch, path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(gemm, "launch_rows", lambda *a: calls.append("rows"))
+    monkeypatch.setattr(rt, "launch", lambda family, expr, *a, **k: calls.append(f"tiles:{expr}"))
+    p = gpu.g.pack_dense(np.ones((96, 20), np.float32), None)
+    gpu.g.dense(gpu.cp.empty((batch, 96), gpu.cp.float32), p, gpu.cp.empty((batch, 20), gpu.cp.float32))
+    assert calls[0].split(":")[0] == path and (path == "rows" or "conv2d_igemm" in calls[0])
+
+
+@pytest.mark.parametrize("hw,stride,path", [(8, 1, "rows"), (9, 1, "tiles"), (8, 2, "tiles")])
+def test_pointwise_convs_over_few_pixels_run_as_skinny_gemm(gpu, hw, stride, path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(gemm, "launch_rows", lambda *a: calls.append("rows"))
+    monkeypatch.setattr(rt, "launch", lambda family, expr, *a, **k: calls.append("tiles"))
+    p = gpu.g.pack_conv2d(np.ones((1, 1, 16, 24), np.float32), None)
+    o = rt.cdiv(hw, stride)
+    gpu.g.conv2d(gpu.cp.empty((1, hw, hw, 16), gpu.cp.float32), p, gpu.cp.empty((1, o, o, 24), gpu.cp.float32),
+                 (stride, stride), (0, 0, 0, 0))
+    assert calls[0] == path

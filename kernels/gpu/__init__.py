@@ -1,17 +1,26 @@
 """CUDA backend: the op set of ``kernels/__init__.py`` as CUDA C kernels compiled through CuPy.
 
+    common.cuh                      activation, fused epilogue, cp.async and mma.sync helpers
     conv.cu / conv.py               conv2d: implicit GEMM (any kh x kw, stride, asymmetric padding),
-                                    pointwise path, fused bias + residual + ReLU/ReLU6, out_c0 slices
+                                    cp.async pipeline, split K for small M, fused bias + residual +
+                                    ReLU/ReLU6, out_c0 slices; FFMA tiles and TF32 tensor-core tiles
     depthwise.cu / depthwise.py     depthwise_conv2d: float4 channel vectors, kernel size templated
     pool.cu / pool.py               max/avg/global pooling
-    dense.cu / dense.py             dense: split-K GEMV at batch 1, the conv GEMM kernel above that
+    gemm.cu / gemm.py               skinny GEMM (<= 64 rows, split K; batch-1 dense is its GEMV) and the
+                                    split-K reduce that applies the conv/dense epilogue
+    dense.py                        dense: the skinny GEMM up to batch 64, the conv kernel above that
     elementwise.cu / elementwise.py add, activation, channel_affine, softmax, concat, zero_pad
     runtime.py                      compile cache (one NVRTC compile per specialisation), launches,
-                                    ``unavailable_reason()``
+                                    uploads, workspaces, ``unavailable_reason()``
+    tf32.py                         ``kernels.gpu.tf32``: this backend with conv2d/dense on tensor cores
+    emulate.py / emulate.h          the same CUDA C run on the host (tests, no GPU needed)
+    ptxas.py                        nvcc -Xptxas -v: registers, spills, blocks per SM of every kernel
 
 Arrays are ``cupy.ndarray`` (``xp = cupy``); kernels launch on CuPy's current stream, so the caller
-chooses the stream (``nets.gpu`` runs a whole network on one non-default stream and can capture it
-in a CUDA graph). Scalars go to kernels as ``np.int32``; everything is float32 (FFMA, no TF32).
+chooses the stream (the runtime's CUDA-graph runner runs a whole network on one non-default stream
+and can capture it in a CUDA graph). Weights are uploaded at pack time and synchronised, so any
+stream may use them. Scalars go to kernels as ``np.int32``; everything is float32 on the FFMA pipes
+(TF32 only through ``kernels.gpu.tf32``).
 This package imports without cupy (so ``unavailable_reason()`` can say why there is no GPU);
 ``xp`` and every launch need cupy, and the first launch needs a device.
 """

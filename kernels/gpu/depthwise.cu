@@ -8,13 +8,10 @@
 //                                float4 loads of x and w, taps unrolled when KH, KW > 0 (0 = run-time size).
 // depthwise_scalar<KH, KW>       any C and multiplier: one thread = one output element.
 // Bounds: kh*kw FMAs per 2 loads (x from L1/L2, reused by neighbouring pixels); memory-bound on
-// an H100 (roughly 2 * 4 bytes * kh*kw per output from cache, 8 bytes from DRAM). 32-bit indices.
+// an H100 (roughly 2 * 4 bytes * kh*kw per output from cache, 8 bytes from DRAM). 32-bit indices
+// (the host refuses tensors over kernels.gpu.runtime.INDEX_LIMIT).
 
-__device__ __forceinline__ float kn_dw_act(float v, int act) {
-    if (act == 1) return fmaxf(v, 0.0f);
-    if (act == 2) return fminf(fmaxf(v, 0.0f), 6.0f);
-    return v;
-}
+#include "common.cuh"
 
 template <int KH, int KW, bool VOUT>
 __global__ void depthwise_vec(const float* __restrict__ x, const float* __restrict__ w,
@@ -49,8 +46,7 @@ __global__ void depthwise_vec(const float* __restrict__ x, const float* __restri
                 acc.w = fmaf(xv.w, wv.w, acc.w);
             }
         }
-        acc.x = kn_dw_act(acc.x, act); acc.y = kn_dw_act(acc.y, act);
-        acc.z = kn_dw_act(acc.z, act); acc.w = kn_dw_act(acc.w, act);
+        acc = kn_act4(acc, act);
         float* o = out + p * out_stride + out_c0 + c;
         if (VOUT) {
             *reinterpret_cast<float4*>(o) = acc;
@@ -84,6 +80,6 @@ __global__ void depthwise_scalar(const float* __restrict__ x, const float* __res
                 acc = fmaf(__ldg(x + ((n * H + ih) * W + iw) * C + c), __ldg(w + (i * kw + j) * CO + o), acc);
             }
         }
-        out[p * out_stride + out_c0 + o] = kn_dw_act(acc, act);
+        out[p * out_stride + out_c0 + o] = kn_act(acc, act);
     }
 }

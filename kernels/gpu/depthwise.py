@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from kernels import conv_output_size
 from kernels.gpu import runtime as rt
 
 FAMILY = "depthwise"
@@ -31,24 +32,23 @@ SPECIALISATIONS = tuple([vec_expression(a, b, v) for a, b in KSIZES for v in (Fa
 
 def pack_depthwise(kernel, bias):
     """(kh, kw, C, mult) -> device [kh*kw, C*mult] (output channel c*mult + m), bias [C*mult]."""
-    import cupy
-
     kernel = np.asarray(kernel, np.float32)
     kh, kw, c, mult = kernel.shape
     b = np.zeros(c * mult, np.float32) if bias is None else np.asarray(bias, np.float32).reshape(-1)
     kind = "vec4" if mult == 1 and c % 4 == 0 else "scalar"
-    return SimpleNamespace(w=cupy.asarray(kernel.reshape(kh * kw, c * mult)), bias=cupy.asarray(b),
+    return SimpleNamespace(w=rt.upload(kernel.reshape(kh * kw, c * mult)), bias=rt.upload(b),
                            kh=kh, kw=kw, c=c, mult=mult, variant=f"depthwise{kh}x{kw}-{kind}")
 
 
 def depthwise_conv2d(x, packed, out, stride, pad, act=None, out_c0=0):
     p = packed
+    rt.check_index_range("depthwise_conv2d", x=x.size, out=out.size)
     rt.require_contiguous("depthwise_conv2d", x, out)
     n, h, w, c = x.shape
     sh, sw = stride
     pt, pb, pl, pr = pad
-    oh = (h + pt + pb - p.kh) // sh + 1
-    ow = (w + pl + pr - p.kw) // sw + 1
+    oh = conv_output_size(h, p.kh, sh, pt, pb)
+    ow = conv_output_size(w, p.kw, sw, pl, pr)
     stride_out = out.shape[-1]
     ks = _ks(p.kh, p.kw)
     i = rt.i32
@@ -56,9 +56,9 @@ def depthwise_conv2d(x, packed, out, stride, pad, act=None, out_c0=0):
     if p.mult == 1 and c % 4 == 0 and rt.aligned16(x):
         vout = stride_out % 4 == 0 and out_c0 % 4 == 0 and rt.aligned16(out)
         total = n * oh * ow * (c // 4)
-        rt.launch(FAMILY, vec_expression(*ks, vout), (rt.cdiv(total, BLOCK), 1, 1), (BLOCK, 1, 1),
+        rt.launch(FAMILY, vec_expression(*ks, vout), *rt.grid1d(total, BLOCK),
                   (x, p.w, p.bias, out, i(n), i(h), i(w), i(c), i(oh), i(ow), i(p.kh), i(p.kw)) + tail)
     else:
         total = n * oh * ow * c * p.mult
-        rt.launch(FAMILY, scalar_expression(*ks), (rt.cdiv(total, BLOCK), 1, 1), (BLOCK, 1, 1),
+        rt.launch(FAMILY, scalar_expression(*ks), *rt.grid1d(total, BLOCK),
                   (x, p.w, p.bias, out, i(n), i(h), i(w), i(c), i(p.mult), i(oh), i(ow), i(p.kh), i(p.kw)) + tail)

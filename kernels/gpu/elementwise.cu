@@ -7,15 +7,7 @@
 // softmax_rows: one block of 256 threads per row; max and sum reduced in shared memory; expf is the
 // accurate (not fast-math) exponential. 32-bit indices.
 
-__device__ __forceinline__ float kn_ew_act(float v, int act) {
-    if (act == 1) return fmaxf(v, 0.0f);
-    if (act == 2) return fminf(fmaxf(v, 0.0f), 6.0f);
-    return v;
-}
-
-__device__ __forceinline__ float4 kn_ew_act4(float4 v, int act) {
-    return make_float4(kn_ew_act(v.x, act), kn_ew_act(v.y, act), kn_ew_act(v.z, act), kn_ew_act(v.w, act));
-}
+#include "common.cuh"
 
 // out = act(a + b); has_b 0: out = act(a) (standalone activation). count in units of VEC floats.
 template <int VEC>
@@ -29,11 +21,11 @@ __global__ void add_act(const float* __restrict__ a, const float* __restrict__ b
                 const float4 u = __ldg(reinterpret_cast<const float4*>(b) + t);
                 v.x += u.x; v.y += u.y; v.z += u.z; v.w += u.w;
             }
-            reinterpret_cast<float4*>(out)[t] = kn_ew_act4(v, act);
+            reinterpret_cast<float4*>(out)[t] = kn_act4(v, act);
         } else {
             float v = __ldg(a + t);
             if (has_b) v += __ldg(b + t);
-            out[t] = kn_ew_act(v, act);
+            out[t] = kn_act(v, act);
         }
     }
 }
@@ -50,10 +42,10 @@ __global__ void channel_affine(const float* __restrict__ x, const float* __restr
             const float4 v = __ldg(reinterpret_cast<const float4*>(x) + t);
             const float4 s = __ldg(reinterpret_cast<const float4*>(scale + c));
             const float4 h = __ldg(reinterpret_cast<const float4*>(shift + c));
-            reinterpret_cast<float4*>(out)[t] = kn_ew_act4(
+            reinterpret_cast<float4*>(out)[t] = kn_act4(
                 make_float4(fmaf(v.x, s.x, h.x), fmaf(v.y, s.y, h.y), fmaf(v.z, s.z, h.z), fmaf(v.w, s.w, h.w)), act);
         } else {
-            out[t] = kn_ew_act(fmaf(__ldg(x + t), __ldg(scale + c), __ldg(shift + c)), act);
+            out[t] = kn_act(fmaf(__ldg(x + t), __ldg(scale + c), __ldg(shift + c)), act);
         }
     }
 }

@@ -3,8 +3,6 @@ zero_pad, softmax."""
 
 from __future__ import annotations
 
-import numpy as np
-
 from kernels.gpu import runtime as rt
 
 FAMILY = "elementwise"
@@ -12,10 +10,6 @@ BLOCK = 256
 TEMPLATES = ("add_act", "channel_affine", "copy_channels", "zero_pad_nhwc")
 SPECIALISATIONS = tuple(f"{t}<{v}>" for t in TEMPLATES for v in (1, 4)) + ("softmax_rows",)
 _device_copies: dict[int, tuple] = {}
-
-
-def _grid(count: int):
-    return (max(1, min(rt.cdiv(count, BLOCK), 65535)), 1, 1), (BLOCK, 1, 1)
 
 
 def _on_device(a):
@@ -27,16 +21,17 @@ def _on_device(a):
         return a
     hit = _device_copies.get(id(a))
     if hit is None or hit[0] is not a:
-        hit = _device_copies[id(a)] = (a, cupy.asarray(np.ascontiguousarray(a, np.float32)))
+        hit = _device_copies[id(a)] = (a, rt.upload(a))
     return hit[1]
 
 
 def _add_act(a, b, out, act):
+    rt.check_index_range("add", out=out.size)
     rt.require_contiguous("add", a, out, *(() if b is None else (b,)))
     size = out.size
     bb = a if b is None else b
     vec = 4 if size % 4 == 0 and rt.aligned16(a, bb, out) else 1
-    grid, block = _grid(size // vec)
+    grid, block = rt.grid1d(size // vec)
     rt.launch(FAMILY, f"add_act<{vec}>", grid, block,
               (a, bb, out, rt.i32(size // vec), rt.i32(b is not None), rt.act_code(act)))
 
@@ -50,22 +45,24 @@ def activation(x, out, act):
 
 
 def channel_affine(x, scale, shift, out, act=None):
+    rt.check_index_range("channel_affine", x=x.size)
     rt.require_contiguous("channel_affine", x, out)
     c = x.shape[-1]
     s, t = _on_device(scale), _on_device(shift)
     rows = x.size // c
     vec = 4 if c % 4 == 0 and rt.aligned16(x, out, s, t) else 1
-    grid, block = _grid(rows * c // vec)
+    grid, block = rt.grid1d(rows * c // vec)
     rt.launch(FAMILY, f"channel_affine<{vec}>", grid, block, (x, s, t, out, rt.i32(rows), rt.i32(c), rt.act_code(act)))
 
 
 def copy_channels(src, dst, c0: int):
     """dst[..., c0:c0 + C] = src, with dst a whole contiguous buffer."""
+    rt.check_index_range("concat", dst=dst.size)
     rt.require_contiguous("concat", src, dst)
     c, stride = src.shape[-1], dst.shape[-1]
     rows = src.size // c
     vec = 4 if c % 4 == 0 and stride % 4 == 0 and c0 % 4 == 0 and rt.aligned16(src, dst) else 1
-    grid, block = _grid(rows * c // vec)
+    grid, block = rt.grid1d(rows * c // vec)
     rt.launch(FAMILY, f"copy_channels<{vec}>", grid, block,
               (src, dst, rt.i32(rows), rt.i32(c), rt.i32(stride), rt.i32(c0)))
 
@@ -78,17 +75,19 @@ def concat(xs, out):
 
 
 def zero_pad(x, out, pad):
+    rt.check_index_range("zero_pad", out=out.size)
     rt.require_contiguous("zero_pad", x, out)
     n, h, w, c = x.shape
     _, oh, ow, _ = out.shape
     vec = 4 if c % 4 == 0 and rt.aligned16(x, out) else 1
-    grid, block = _grid(n * oh * ow * c // vec)
+    grid, block = rt.grid1d(n * oh * ow * c // vec)
     i = rt.i32
     rt.launch(FAMILY, f"zero_pad_nhwc<{vec}>", grid, block,
               (x, out, i(n), i(h), i(w), i(c), i(oh), i(ow), i(pad[0]), i(pad[2])))
 
 
 def softmax(x, out):
+    rt.check_index_range("softmax", x=x.size)
     rt.require_contiguous("softmax", x, out)
     n = x.shape[-1]
     rows = x.size // n

@@ -5,9 +5,14 @@
 //                            Max: padded cells never win. Avg: divides by the real cells in the window
 //                            unless count_include_pad (then by ph * pw), as Keras 'same' vs ONNX.
 //                            Writes channels [out_c0, out_c0 + C) of an out buffer out_stride wide.
-// global_pool<IS_MAX, VEC>   one thread = one image x VEC channels, looping over H * W: consecutive
-//                            threads read consecutive channels (coalesced). out is (batch, C).
-// Bounds: memory-bound; each input is read ph*pw / (sh*sw) times, mostly from L1/L2. 32-bit indices.
+// global_pool<IS_MAX, VEC>   one block = one image x 8 VEC-channel groups; its 32 thread rows stride
+//                            over H * W (a warp reads 4 rows of 8 consecutive vectors, coalesced) and
+//                            meet in shared memory. out is (batch, C). A 7x7x2048 map at batch 1 runs
+//                            on 64 blocks, 2 loads per thread.
+// Bounds: memory-bound; each input is read ph*pw / (sh*sw) times, mostly from L1/L2. 32-bit indices
+// (the host refuses tensors over kernels.gpu.runtime.INDEX_LIMIT).
+
+#include "common.cuh"
 
 template <int VEC> struct KnVec;
 template <> struct KnVec<1> {
@@ -62,21 +67,32 @@ __global__ void pool2d(const float* __restrict__ x, float* __restrict__ out,
     }
 }
 
+#define KN_GP_CX 8                                  // channel vectors per block (threadIdx.x)
+#define KN_GP_HY 32                                 // H*W strides per block (threadIdx.y)
+
 template <bool IS_MAX, int VEC>
-__global__ void global_pool(const float* __restrict__ x, float* __restrict__ out, int batch, int HW, int C)
+__global__ void __launch_bounds__(KN_GP_CX * KN_GP_HY)
+global_pool(const float* __restrict__ x, float* __restrict__ out, int batch, int HW, int C)
 {
-    const int CV = C / VEC;
-    const int total = batch * CV;
-    for (int t = blockIdx.x * blockDim.x + threadIdx.x; t < total; t += gridDim.x * blockDim.x) {
-        const int c = (t % CV) * VEC, n = t / CV;
-        const float* xn = x + n * HW * C + c;
-        KnVec<VEC> acc, v;
-        acc.fill(IS_MAX ? __int_as_float(0xff800000) : 0.0f);   // -inf
-        for (int i = 0; i < HW; ++i) {
+    __shared__ KnVec<VEC> part[KN_GP_HY][KN_GP_CX];
+    const int CV = C / VEC, groups = (CV + KN_GP_CX - 1) / KN_GP_CX;
+    const int n = blockIdx.x / groups, cv = (blockIdx.x - n * groups) * KN_GP_CX + threadIdx.x;
+    KnVec<VEC> acc, v;
+    acc.fill(IS_MAX ? __int_as_float(0xff800000) : 0.0f);   // -inf
+    if (cv < CV) {
+        const float* xn = x + n * HW * C + cv * VEC;
+        for (int i = threadIdx.y; i < HW; i += KN_GP_HY) {
             v.load(xn + i * C);
             if (IS_MAX) acc.max_with(v); else acc.add(v);
         }
+    }
+    part[threadIdx.y][threadIdx.x] = acc;
+    __syncthreads();
+    if (threadIdx.y == 0 && cv < CV) {
+        for (int i = 1; i < KN_GP_HY; ++i) {
+            if (IS_MAX) acc.max_with(part[i][threadIdx.x]); else acc.add(part[i][threadIdx.x]);
+        }
         if (!IS_MAX) acc.scale(1.0f / (float)HW);
-        acc.store(out + n * C + c);
+        acc.store(out + n * C + cv * VEC);
     }
 }
