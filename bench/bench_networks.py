@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import nets
-from nets.ir import node_macs
+from nets.graph.ops import node_macs
 
 NETWORKS = ["vgg16", "vgg19", "resnet50", "inception_v3", "xception", "mobilenet"]
 THREADS = int(os.environ.get("KERNELNETS_BENCH_THREADS", "0")) or None
@@ -28,7 +28,7 @@ def network(request):
 
 @pytest.mark.parametrize("batch", [1, 8])
 def test_network(benchmark, network, batch):
-    from nets.peaks import ceilings, peaks
+    from nets.tools.peaks import ceilings, peaks
 
     g = network.source_graph
     macs = sum(node_macs(n, [g.shapes[v] for v in n.inputs], g.shapes[n.output]) for n in g.nodes)

@@ -1,4 +1,4 @@
-"""Depthwise + 1x1 fusion (``nets.passes.fuse_depthwise_pointwise``) on and off, in one process.
+"""Depthwise + 1x1 fusion (``nets.graph.passes.fuse_depthwise_pointwise``) on and off, in one process.
 
 Builds the network twice (seeded weights, logits), once without the fusion pass, and times every
 step of both executors in alternating rounds: each fused depthwise_pointwise layer against the sum
@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 def build(name: str, threads: int, fuse_pair: bool):
     import nets
-    import nets.passes as passes
+    import nets.graph.passes as passes
 
     keep = passes.fuse_depthwise_pointwise
     if not fuse_pair:

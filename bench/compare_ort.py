@@ -3,7 +3,7 @@
 For each network: build it with seeded weights (logits, no softmax), export the source graph to ONNX
 (BatchNorm left for ORT to fuse, as with a framework export), check both outputs agree, then time ours
 and ORT alternately — warm-up first, then alternating blocks of repeats so both see the same machine noise —
-and report the medians, the ratio ours/ORT and GFLOP/s (1 MAC = 2 FLOPs, MACs from nets.ir.node_macs).
+and report the medians, the ratio ours/ORT and GFLOP/s (1 MAC = 2 FLOPs, MACs from nets.graph.ops.node_macs).
 
     python bench/compare_ort.py                              # six networks, batch 1, 2 threads
     python bench/compare_ort.py --models resnet50 mobilenet --batch 1 8 --threads 1 2 --repeat 20
@@ -59,7 +59,7 @@ def machine_info() -> dict:
 
 def graph_macs(g) -> int:
     """Multiply-accumulates of one sample over the whole source graph."""
-    from nets.ir import node_macs
+    from nets.graph.ops import node_macs
 
     return sum(node_macs(n, [g.shapes[v] for v in n.inputs], g.shapes[n.output]) for n in g.nodes)
 
@@ -168,7 +168,7 @@ def bench_config(model, data: bytes, x: np.ndarray, threads: int, flops: float, 
 
 def bench_network(name, batches, threads_list, repeat, warmup, budget_s, seed=0) -> list[dict]:
     import nets
-    from nets.onnx_export import export_onnx_bytes
+    from nets.io.onnx.export import export_onnx_bytes
 
     rows = []
     base = {"model": name}

@@ -143,7 +143,7 @@ def main(argv=None):
     import torch
 
     import nets
-    from nets.gpu import GpuRunner
+    from nets.runtime.cuda_graph import GpuRunner
 
     if args.cpu_check:
         m = nets.load(args.cpu_check, classifier_activation=None)

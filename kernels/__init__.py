@@ -2,50 +2,123 @@
 
 Layouts: activations NHWC float32 C-contiguous; conv weights HWIO ``(kh, kw, cin, cout)``;
 depthwise ``(kh, kw, c, multiplier)`` with output channel ``c * multiplier + m`` (Keras/TF order);
-dense ``(in, out)``. Padding is explicit ``(top, bottom, left, right)``. ``act`` is ``None``,
-``"relu"`` or ``"relu6"``. The fused epilogue is ``out = act(op(x) + bias + residual)``.
+dense ``(in, out)``. Padding is explicit ``(top, bottom, left, right)``. ``act`` is one of
+``ACTIVATIONS`` (``None``, ``"relu"``, ``"relu6"``); compiled kernels take its ``act_code``. The fused
+epilogue is ``out = act(op(x) + bias + residual)``.
 
-Backend contract (``kernels.cpu``, ``kernels.gpu``, and ``nets``' reference adapter): weights are
-packed once with ``pack_*`` into an opaque object; every op writes into a preallocated ``out``.
-``out_c0`` lets an op write channels ``[out_c0, out_c0 + cout)`` of a wider ``out`` buffer, which is
-how concatenation happens without copies. Inputs and ``residual`` are whole contiguous buffers.
+The contract is ``Backend`` below: ``kernels.cpu`` (Numba), ``kernels.gpu`` (CUDA through CuPy) and
+``kernels.reference_backend`` (the NumPy oracle) each export every required op with exactly these
+signatures (``tests/test_backend_contract.py`` checks it). Weights are packed once with ``pack_*`` into
+an opaque object that exposes ``variant`` (a short name of the kernel that will run, for profiles);
+every op writes into a preallocated ``out``. ``out_c0`` lets an op write channels
+``[out_c0, out_c0 + cout)`` of a wider ``out`` buffer, which is how concatenation happens without
+copies. Inputs and ``residual`` are whole contiguous buffers. Shapes and dtypes are validated by the
+runtime before a kernel is called; kernels trust their arguments.
 
-    pack_conv2d(kernel, bias)            -> packed      kernel (kh, kw, cin, cout), bias (cout,) | None
-    conv2d(x, packed, out, stride, pad, act=None, residual=None, out_c0=0)
-    pack_depthwise(kernel, bias)         -> packed      kernel (kh, kw, c, mult)
-    depthwise_conv2d(x, packed, out, stride, pad, act=None, out_c0=0)
-    max_pool2d(x, out, pool, stride, pad, out_c0=0)                  padded cells never win
-    avg_pool2d(x, out, pool, stride, pad, count_include_pad, out_c0=0)
-    global_avg_pool(x, out)              x (N, H, W, C) -> out (N, C)
-    global_max_pool(x, out)
-    add(a, b, out, act=None)             same shapes
-    pack_dense(kernel, bias)             -> packed      kernel (in, out)
-    dense(x, packed, out, act=None)      x (N, in) -> out (N, out)
-    softmax(x, out)                      over the last axis
-    activation(x, out, act)              standalone relu / relu6
-    channel_affine(x, scale, shift, out, act=None)   an unfolded batch norm: x * scale + shift
-    concat(xs, out)                      copying fallback along the last axis
-    zero_pad(x, out, pad)                copying fallback
-
-Optional (the runtime runs the two kernels above with a buffer between them where a backend lacks it):
-
-    pack_depthwise_pointwise(dw_kernel, dw_bias, kernel, bias) -> packed     kernel (1, 1, c * mult, cout)
-    depthwise_pointwise(x, packed, out, dw_stride, dw_pad, dw_act=None, act=None, residual=None, out_c0=0,
-                        in_act=None)   act(conv1x1(dw_act(depthwise(in_act(x)) + dw_bias)) + bias + residual)
-
-``pack_*`` objects expose ``variant`` (a short name of the kernel that will run) so profiles can say
-which code ran. Shapes and dtypes are validated by the runtime before a kernel is called; kernels
-trust their arguments.
+Optional ops (``OPTIONAL_OPS``): a backend may lack them and the runtime then composes the required
+ops (``depthwise_pointwise`` runs the depthwise and 1x1 kernels with a buffer between them).
 """
 
-ACTIVATIONS = (None, "relu", "relu6")
+from __future__ import annotations
 
-OPS = (
-    "conv2d", "depthwise_conv2d", "max_pool2d", "avg_pool2d", "global_avg_pool", "global_max_pool",
-    "add", "dense", "softmax", "activation", "channel_affine", "concat", "zero_pad",
-)
-PACKERS = ("pack_conv2d", "pack_depthwise", "pack_dense")
-OPTIONAL_OPS = ("depthwise_pointwise",)
+from typing import Any, Protocol
+
+# Activation codes, defined once: every compiled kernel (Numba and CUDA C) takes these integers.
+ACT_NONE, ACT_RELU, ACT_RELU6 = 0, 1, 2
+ACT_CODES = {None: ACT_NONE, "relu": ACT_RELU, "relu6": ACT_RELU6}
+ACTIVATIONS = tuple(ACT_CODES)
+# What the fused epilogues of conv2d / depthwise_conv2d / dense / depthwise_pointwise apply (a clamp);
+# the runtime runs any other activation as its own ``activation`` step after the op.
+EPILOGUE_ACTIVATIONS = (None, "relu", "relu6")
+
+
+def act_code(act) -> int:
+    """The integer a compiled kernel takes for activation ``act`` (ValueError for an unknown one)."""
+    try:
+        return ACT_CODES[act]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown activation {act!r}; expected one of {list(ACT_CODES)}") from None
+
+
+class Packed(Protocol):
+    """What ``pack_*`` returns: opaque to the runtime except for the name of the kernel that runs."""
+    variant: str
+
+
+class Backend(Protocol):
+    """The op contract. Every method writes into ``out`` (nothing is returned) unless it packs."""
+
+    def pack_conv2d(self, kernel, bias) -> Packed:
+        """kernel (kh, kw, cin, cout), bias (cout,) | None."""
+
+    def conv2d(self, x, packed, out, stride, pad, act=None, residual=None, out_c0=0) -> None:
+        """Any kh x kw, stride and explicit padding; residual has out's shape (channels [out_c0, ...))."""
+
+    def pack_depthwise(self, kernel, bias) -> Packed:
+        """kernel (kh, kw, c, mult), bias (c * mult,) | None."""
+
+    def depthwise_conv2d(self, x, packed, out, stride, pad, act=None, out_c0=0) -> None:
+        """Output channel c * mult + m."""
+
+    def max_pool2d(self, x, out, pool, stride, pad, out_c0=0) -> None:
+        """Padded cells never win."""
+
+    def avg_pool2d(self, x, out, pool, stride, pad, count_include_pad, out_c0=0) -> None:
+        """count_include_pad=False divides by the number of real cells (Keras' 'same' pooling)."""
+
+    def global_avg_pool(self, x, out) -> None:
+        """x (N, H, W, C) -> out (N, C)."""
+
+    def global_max_pool(self, x, out) -> None:
+        """x (N, H, W, C) -> out (N, C)."""
+
+    def add(self, a, b, out, act=None) -> None:
+        """Same shapes."""
+
+    def pack_dense(self, kernel, bias) -> Packed:
+        """kernel (in, out), bias (out,) | None."""
+
+    def dense(self, x, packed, out, act=None) -> None:
+        """x (N, in) -> out (N, out)."""
+
+    def softmax(self, x, out) -> None:
+        """Over the last axis."""
+
+    def activation(self, x, out, act) -> None:
+        """A standalone activation (a copy for act=None); may run in place."""
+
+    def channel_affine(self, x, scale, shift, out, act=None) -> None:
+        """An unfolded batch norm: act(x * scale + shift) per channel (last axis)."""
+
+    def concat(self, xs, out) -> None:
+        """Copying fallback along the last axis."""
+
+    def zero_pad(self, x, out, pad) -> None:
+        """Copying fallback: x surrounded by zeros on H and W."""
+
+
+class FusedBackend(Backend, Protocol):
+    """The optional ops, with the same rules."""
+
+    def pack_depthwise_pointwise(self, dw_kernel, dw_bias, kernel, bias) -> Packed:
+        """Depthwise (kh, kw, c, mult) + bias and 1x1 (1, 1, c * mult, cout) + bias."""
+
+    def depthwise_pointwise(self, x, packed, out, dw_stride, dw_pad, dw_act=None, act=None, residual=None,
+                            out_c0=0, in_act=None) -> None:
+        """act(conv1x1(dw_act(depthwise(in_act(x)) + dw_bias)) + bias + residual)."""
+
+
+def _methods(proto) -> tuple[str, ...]:
+    return tuple(k for k, v in vars(proto).items() if callable(v) and not k.startswith("_"))
+
+
+OPS: tuple[str, ...] = _methods(Backend)                  # required, packers included
+OPTIONAL_OPS: tuple[str, ...] = _methods(FusedBackend)
+
+
+def missing_ops(backend: Any) -> list[str]:
+    """Required ops a backend module does not export (the runtime refuses such a backend)."""
+    return [op for op in OPS if not callable(getattr(backend, op, None))]
 
 
 def conv_output_size(size: int, k: int, stride: int, pad_before: int, pad_after: int) -> int:

@@ -1,4 +1,5 @@
-"""kernelnets runtime: IR, passes, memory planner, executors, model zoo, importers, CLI.
+"""kernelnets runtime: the graph (IR, ops, passes), the runtime (planner, executors, Model), I/O (Keras,
+ONNX, images), the model zoo, tools (profile, compare, peaks) and the ``nets`` command line.
 
     import nets
     model = nets.load("resnet50", weights="resnet50_weights_tf_dim_ordering_tf_kernels.h5",
@@ -6,10 +7,10 @@
     logits = model(nets.preprocess("resnet50", images))
 """
 
+from nets.api import load
 from nets.errors import InputError, KernelnetsError, ModelError, UnsupportedError, WeightsError
-from nets.loading import load
-from nets.model import Model
-from nets.preprocess import load_image, preprocess, top_k
+from nets.io.images import load_image, preprocess, top_k
+from nets.runtime.model import Model
 
 __all__ = ["load", "Model", "preprocess", "load_image", "top_k", "KernelnetsError", "ModelError",
            "WeightsError", "InputError", "UnsupportedError"]

@@ -21,7 +21,8 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from nets.weights import seeded_array, write_string_list  # noqa: E402
+from nets.io.keras.legacy_h5 import write_string_list
+from nets.zoo.seeded import seeded_array  # noqa: E402
 
 
 def _legacy_name(layer, variable) -> str:
@@ -43,7 +44,7 @@ _KERNELS = ("kernel", "depthwise_kernel")
 def randomize_keras_model(model, seed: int = 0, calib_input=None):
     """Give every kernel, bias and BatchNorm statistic of ``model`` seeded non-trivial values.
 
-    Arrays come from ``nets.weights.seeded_array`` (He-scaled kernels, BN statistics far from the
+    Arrays come from ``nets.zoo.seeded.seeded_array`` (He-scaled kernels, BN statistics far from the
     identity a fresh Keras BN is, so folding bugs show). He scaling alone lets residual nets blow up
     (measured logits std with it: ResNet50 ~7e3, Xception ~1e7), so each kernel is also divided by the
     RMS of its actual input, measured in one forward pass over ``calib_input`` (default: two seeded

@@ -5,7 +5,7 @@ import pytest
 
 import nets
 from kernels import reference as ref
-from nets.interpret import interpret
+from nets.graph.interpret import interpret
 
 
 def test_load_seeded_says_untrained_and_runs_any_batch():
@@ -21,7 +21,7 @@ def test_load_seeded_says_untrained_and_runs_any_batch():
 
 
 def test_softmax_head_is_softmax_of_logits(tmp_path):
-    from nets.weights import save_h5_weights
+    from nets.io.keras import save_h5_weights
 
     kw = dict(alpha=0.25, input_shape=(64, 64, 3), threads=2)
     logits_model = nets.load("mobilenet", classifier_activation=None, **kw)

@@ -49,7 +49,8 @@ def test_run_with_image_and_seeded_weights(capsys, image):
 
 def test_run_with_weights_file(capsys, tmp_path):
     from nets import zoo
-    from nets.weights import save_h5_weights, seeded_weights
+    from nets.io.keras import save_h5_weights
+    from nets.zoo.seeded import seeded_weights
 
     path = tmp_path / "mobilenet.h5"
     save_h5_weights(seeded_weights(zoo.build("mobilenet"), seed=3), path)

@@ -1,13 +1,13 @@
-"""nets.compare: per-layer times and agreement of two backends/variants, tested on CPU variants."""
+"""nets.tools.compare: per-layer times and agreement of two backends/variants, tested on CPU variants."""
 
 import json
 
 import numpy as np
 import pytest
-from test_runtime import fill_weights, toy_graph
+from helpers import fill_weights, toy_graph
 
-from nets.compare import Comparison, agreement, compare, compare_models, gpu_problem
-from nets.model import Model
+from nets.runtime.model import Model
+from nets.tools.compare import Comparison, agreement, compare, compare_models, gpu_problem
 
 
 @pytest.fixture(scope="module")
@@ -89,10 +89,10 @@ def test_compare_convenience_on_a_zoo_network():
 
 
 def test_cli_without_gpu_says_so_in_one_line(monkeypatch, capsys):
-    import nets.compare
+    import nets.tools.compare
     from nets.cli import main
 
-    monkeypatch.setattr(nets.compare, "gpu_problem", lambda: "CuPy is not importable (test)")
+    monkeypatch.setattr(nets.tools.compare, "gpu_problem", lambda: "CuPy is not importable (test)")
     assert main(["compare", "mobilenet"]) == 1
     err = capsys.readouterr().err
     assert err.strip() == "nets: error: no usable GPU: CuPy is not importable (test)"

@@ -12,10 +12,9 @@ from hypothesis import strategies as st
 from keras_utils import keras, write_legacy_h5
 
 from nets.errors import KernelnetsError
-from nets.formats import detect_format
-from nets.ir import GraphBuilder
-from nets.keras_import import graph_from_keras_config, load_keras_model
-from nets.weights import load_h5_weights
+from nets.graph.builder import GraphBuilder
+from nets.io.detect import detect_format
+from nets.io.keras import graph_from_keras_config, load_h5_weights, load_keras_model
 
 L = keras.layers
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,

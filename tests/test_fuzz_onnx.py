@@ -8,13 +8,13 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from helpers import fill_weights, toy_graph
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nets.errors import KernelnetsError
-from nets.onnx_export import export_onnx_bytes
-from nets.onnx_import import OnnxModel, onnx_to_graph
-from tests.test_runtime import fill_weights, toy_graph
+from nets.io.onnx import OnnxModel, onnx_to_graph
+from nets.io.onnx.export import export_onnx_bytes
 
 FUZZ = settings(max_examples=60, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -2,12 +2,12 @@
 
 import numpy as np
 import pytest
-from test_runtime import fill_weights
+from helpers import fill_weights
 
 from nets.errors import ModelError, WeightsError
-from nets.interpret import interpret
-from nets.ir import GraphBuilder
-from nets.model import Model
+from nets.graph.builder import GraphBuilder
+from nets.graph.interpret import interpret
+from nets.runtime.model import Model
 
 
 def test_zero_pad_as_wide_as_a_max_pool_window_is_not_folded():
@@ -48,7 +48,7 @@ def test_two_inputs_and_bad_reshape_targets_are_refused():
 
 def test_weights_stored_outside_the_file_are_refused(tmp_path):
     h5py = pytest.importorskip("h5py")
-    from nets.weights import load_h5_weights
+    from nets.io.keras import load_h5_weights
 
     b = GraphBuilder("g")
     x = b.input((4, 4, 2), name="in")

@@ -1,4 +1,4 @@
-"""nets.keras_import and nets.formats: whole Keras models (``.keras`` archives and full-model ``.h5``) become
+"""nets.io.keras and nets.io.detect: whole Keras models (``.keras`` archives and full-model ``.h5``) become
 graphs without knowing the architecture, and their outputs match Keras'."""
 
 import json
@@ -11,10 +11,11 @@ import pytest
 from keras_utils import keras, keras_forward, randomize_keras_model, write_legacy_h5
 
 from nets.errors import KernelnetsError, ModelError, UnsupportedError, WeightsError
-from nets.formats import _snake, detect_format
-from nets.interpret import interpret
-from nets.keras_import import graph_from_keras_config, load_keras_model
-from nets.model import Model
+from nets.graph.interpret import interpret
+from nets.io.detect import detect_format
+from nets.io.keras import graph_from_keras_config, load_keras_model
+from nets.io.keras.keras3 import _snake
+from nets.runtime.model import Model
 
 L = keras.layers
 

@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
-from test_runtime import fill_weights, toy_graph
+from helpers import fill_weights, toy_graph
 
 import nets
 from nets.cli import main
-from nets.interpret import interpret
+from nets.graph.interpret import interpret
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +16,7 @@ def toy():
 
 @pytest.fixture
 def onnx_file(toy, tmp_path):
-    from nets.onnx_export import export_onnx
+    from nets.io.onnx.export import export_onnx
 
     path = tmp_path / "toy.bin"                 # no telling extension: detected by content
     export_onnx(toy, path)
@@ -51,7 +51,7 @@ def test_load_keras_archive(tmp_path):
 
 
 def test_wrong_kind_of_file_is_named(toy, onnx_file, tmp_path):
-    from nets.weights import save_h5_weights
+    from nets.io.keras import save_h5_weights
 
     with pytest.raises(nets.ModelError, match="whole model"):
         nets.load("mobilenet", weights=str(onnx_file))

@@ -4,12 +4,12 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from helpers import fill_weights, toy_graph
 
 from nets.errors import UnsupportedError
-from nets.interpret import interpret
-from nets.ir import GraphBuilder
-from nets.onnx_export import export_onnx, export_onnx_bytes, to_onnx_model
-from tests.test_runtime import fill_weights, toy_graph
+from nets.graph.builder import GraphBuilder
+from nets.graph.interpret import interpret
+from nets.io.onnx.export import export_onnx, export_onnx_bytes, to_onnx_model
 
 
 def run_ort(data: bytes, name: str, x: np.ndarray) -> np.ndarray:
@@ -105,7 +105,7 @@ def test_missing_weights_and_unsupported_ops_are_reported():
 def _zoo_available():
     try:
         from nets import zoo  # noqa: F401
-        from nets.weights import seeded_weights  # noqa: F401
+        from nets.zoo.seeded import seeded_weights  # noqa: F401
     except ImportError:
         return False
     return True
@@ -115,7 +115,7 @@ def _zoo_available():
 @pytest.mark.parametrize("name", ["resnet50", "mobilenet"])
 def test_zoo_network_matches_our_model(name):
     if not _zoo_available():
-        pytest.fail("nets.zoo / nets.weights are not importable")
+        pytest.fail("nets.zoo / nets.zoo.seeded are not importable")
     import nets
 
     model = nets.load(name, classifier_activation=None, threads=2)
@@ -131,7 +131,7 @@ def test_compare_ort_bench_runs_on_a_small_model():
     import importlib.util
     from pathlib import Path
 
-    from nets.model import Model
+    from nets.runtime.model import Model
 
     path = Path(__file__).resolve().parent.parent / "bench" / "compare_ort.py"
     spec = importlib.util.spec_from_file_location("compare_ort", path)

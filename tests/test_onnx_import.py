@@ -8,13 +8,13 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from helpers import fill_weights, toy_graph
 from onnx import TensorProto, helper, numpy_helper
 
 from nets.cli import main
 from nets.errors import InputError, ModelError, UnsupportedError, WeightsError
-from nets.onnx_export import export_onnx_bytes
-from nets.onnx_import import OnnxModel, load_onnx, onnx_to_graph
-from tests.test_runtime import fill_weights, toy_graph
+from nets.io.onnx import OnnxModel, load_onnx, onnx_to_graph
+from nets.io.onnx.export import export_onnx_bytes
 
 
 def ort_run(data: bytes, x: np.ndarray) -> list:

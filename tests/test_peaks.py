@@ -1,11 +1,11 @@
-"""nets.peaks: the probe kernels compute what they claim, measurements are cached per machine."""
+"""nets.tools.peaks: the probe kernels compute what they claim, measurements are cached per machine."""
 
 import json
 
 import numpy as np
 import pytest
 
-from nets import peaks as P
+from nets.tools import peaks as P
 
 
 def test_fma_probe_computes_its_recurrence():

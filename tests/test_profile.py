@@ -1,14 +1,14 @@
-"""nets.profile: rows cover every kernel once, numbers follow from shapes and times, exports round-trip."""
+"""nets.tools.profile: rows cover every kernel once, numbers follow from shapes and times, exports round-trip."""
 
 import json
 
 import numpy as np
 import pytest
-from test_runtime import fill_weights, toy_graph
+from helpers import fill_weights, toy_graph
 
 from nets.errors import KernelnetsError
-from nets.model import Model
-from nets.profile import Profile, classify, kernel_info
+from nets.runtime.model import Model
+from nets.tools.profile import Profile, classify, kernel_info
 
 PEAKS = dict(kind="cpu", name="test cpu", cores=1, threads_measured=1, fma_gflops_1=100.0, fma_gflops_all=100.0,
              dram_gbs_1=10.0, dram_gbs_all=10.0, l2_gbs_1=50.0)
@@ -162,7 +162,7 @@ def test_bad_repeat_is_refused(toy):
 
 def test_cli_profile_writes_every_export(tmp_path, monkeypatch, capsys):
     from nets.cli import main
-    from nets.peaks import cache_path
+    from nets.tools.peaks import cache_path
 
     monkeypatch.setenv("KERNELNETS_CACHE", str(tmp_path))
     cache_path("cpu").write_text(json.dumps(PEAKS))

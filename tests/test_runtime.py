@@ -2,70 +2,14 @@
 
 import numpy as np
 import pytest
+from helpers import fill_weights, toy_graph  # noqa: F401 (toy_graph: also imported from here)
 
 from nets.errors import InputError, ModelError
-from nets.interpret import interpret
-from nets.ir import GraphBuilder
-from nets.model import Model
-from nets.passes import optimize
-from nets.planner import plan_memory
-
-
-def fill_weights(g, seed=0):
-    rng = np.random.default_rng(seed)
-    for n in g.nodes:
-        for k, shape in n.weight_shapes.items():
-            if k in ("gamma", "moving_variance"):
-                n.weights[k] = rng.uniform(0.5, 1.5, shape).astype(np.float32)
-            elif k in ("beta", "moving_mean", "bias"):
-                n.weights[k] = rng.normal(0, 0.2, shape).astype(np.float32)
-            else:
-                fan_in = int(np.prod(shape[:-1])) if k != "depthwise_kernel" else shape[0] * shape[1]
-                n.weights[k] = (rng.normal(0, 1, shape) * np.sqrt(2 / fan_in)).astype(np.float32)
-    return g
-
-
-def toy_graph(top=True):
-    """Every op and fusion the six networks use, on small odd shapes."""
-    b = GraphBuilder("toy")
-    x = b.input((19, 17, 3), name="input_1")
-    x = b.zero_pad(x, ((0, 1), (0, 1)), name="pad0")
-    x = b.conv2d(x, 12, 3, strides=2, use_bias=False, name="conv0")
-    x = b.batch_norm(x, epsilon=1e-3, name="bn0")
-    x = b.relu(x, max_value=6.0, name="relu0")
-    y = b.zero_pad(x, 1, name="pool_pad")
-    y = b.max_pool2d(y, 3, 1, name="pool")
-    s = b.conv2d(x, 16, 1, name="short")
-    s = b.batch_norm(s, name="short_bn")
-    z = b.separable_conv2d(y, 16, 3, padding="same", use_bias=False, name="sep")
-    z = b.batch_norm(z, scale=False, name="sep_bn")
-    z = b.add([z, s], name="add")
-    z = b.activation(z, "relu", name="add_relu")
-    d = b.depthwise_conv2d(z, 3, padding="same", depth_multiplier=2, name="dw")
-    d = b.batch_norm(d, name="dw_bn")
-    d = b.relu(d, name="dw_relu")
-    c1 = b.conv2d(z, 5, (1, 7), padding="same", activation="relu", name="c17")
-    c2 = b.conv2d(c1, 6, (7, 1), padding="same", activation="relu", name="c71")
-    c3 = b.avg_pool2d(z, 3, 1, padding="same", name="avg")
-    c4 = b.conv2d(c3, 7, 1, name="avg_conv")
-    inner = b.concat([c2, c4], name="inner_cat")
-    e = b.depthwise_conv2d(z, 3, padding="same", use_bias=False, name="dw2")     # MobileNet's pair
-    e = b.batch_norm(e, name="dw2_bn")
-    e = b.relu(e, max_value=6.0, name="dw2_relu")
-    e = b.conv2d(e, 9, 1, use_bias=False, name="pw2")
-    e = b.batch_norm(e, name="pw2_bn")
-    e = b.relu(e, max_value=6.0, name="pw2_relu")
-    q = b.activation(s, "relu", name="pre_relu")     # Xception: its input is also a residual ("add")
-    q = b.separable_conv2d(q, 4, 3, padding="same", use_bias=False, name="sep2")
-    m = b.concat([d, inner, c1, e, q], name="mixed")
-    m = b.batch_norm(m, name="post_bn")         # not after a conv: stays a channel affine
-    if not top:
-        return b.build(m)
-    g = b.global_avg_pool(m, keepdims=True, name="gap")
-    g = b.dropout(g, 0.5, name="drop")
-    g = b.flatten(g, name="flat")
-    out = b.dense(g, 11, activation="softmax", name="predictions")
-    return b.build(out)
+from nets.graph.builder import GraphBuilder
+from nets.graph.interpret import interpret
+from nets.graph.passes import optimize
+from nets.runtime.model import Model
+from nets.runtime.planner import plan_memory
 
 
 def test_passes_fuse_and_keep_records():

@@ -13,7 +13,7 @@ from keras_utils import keras, keras_forward, randomize_keras_model, write_legac
 import nets
 from nets import zoo
 from nets.errors import WeightsError
-from nets.weights import file_generation, load_h5_weights
+from nets.io.keras.legacy_h5 import file_generation, load_h5_weights
 
 L = keras.layers
 

@@ -1,5 +1,5 @@
-"""nets.weights: the legacy Keras .h5 loader and writer, and seeded weights, checked against Keras'
-own arrays and against kernels.reference forward passes."""
+"""nets.io.keras.legacy_h5 and nets.zoo.seeded: the legacy Keras .h5 loader and writer, and seeded
+weights, checked against Keras' own arrays and against kernels.reference forward passes."""
 
 import h5py
 import numpy as np
@@ -8,8 +8,9 @@ from keras_utils import keras, keras_forward, randomize_keras_model, write_legac
 
 from kernels import reference as ref
 from nets.errors import WeightsError
-from nets.ir import GraphBuilder
-from nets.weights import load_h5_weights, save_h5_weights, seeded_weights
+from nets.graph.builder import GraphBuilder
+from nets.io.keras import load_h5_weights, save_h5_weights
+from nets.zoo.seeded import seeded_weights
 
 L = keras.layers
 

@@ -1,4 +1,4 @@
-"""The model zoo: keras.applications architectures as ``nets.ir.Graph`` objects.
+"""The model zoo: keras.applications architectures as ``nets.graph.ir.Graph`` objects.
 
 Every builder has Keras' signature and semantics::
 
@@ -24,7 +24,8 @@ import os
 import warnings
 
 from nets.errors import ModelError
-from nets.ir import Graph, GraphBuilder
+from nets.graph.builder import GraphBuilder
+from nets.graph.ir import Graph
 
 CLASSIFIER_ACTIVATIONS = (None, "linear", "softmax")
 

@@ -10,7 +10,8 @@ interleaved by depth, not branch by branch; ``keras_order`` reproduces that.
 
 from __future__ import annotations
 
-from nets.ir import Graph, GraphBuilder
+from nets.graph.builder import GraphBuilder
+from nets.graph.ir import Graph
 from nets.zoo import Namer, check_options, classifier_act, feature_pooling, keras_order
 
 

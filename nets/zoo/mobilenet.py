@@ -13,7 +13,8 @@ from __future__ import annotations
 import warnings
 
 from nets.errors import ModelError
-from nets.ir import Graph, GraphBuilder
+from nets.graph.builder import GraphBuilder
+from nets.graph.ir import Graph
 from nets.zoo import Namer, check_options, feature_pooling, keras_order
 
 # (pointwise filters, stride) of blocks 1..13

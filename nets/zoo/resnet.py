@@ -8,7 +8,8 @@ shortcut (``_0_conv``) and carries the stage's stride on its 1x1 convs.
 
 from __future__ import annotations
 
-from nets.ir import Graph, GraphBuilder
+from nets.graph.builder import GraphBuilder
+from nets.graph.ir import Graph
 from nets.zoo import check_options, classifier_act, feature_pooling, keras_order
 
 BN_EPSILON = 1.001e-5

@@ -6,7 +6,8 @@ is Flatten + fc1 + fc2 (4096, ReLU) + predictions. No BatchNorm, no padding laye
 
 from __future__ import annotations
 
-from nets.ir import Graph, GraphBuilder
+from nets.graph.builder import GraphBuilder
+from nets.graph.ir import Graph
 from nets.zoo import Namer, check_options, classifier_act, feature_pooling, keras_order
 
 # filters and number of convs per block

@@ -10,7 +10,8 @@ starts straight with its separable conv: it has no ``block2_sepconv1_act``.
 
 from __future__ import annotations
 
-from nets.ir import Graph, GraphBuilder
+from nets.graph.builder import GraphBuilder
+from nets.graph.ir import Graph
 from nets.zoo import Namer, check_options, classifier_act, feature_pooling, keras_order
 
 

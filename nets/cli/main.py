@@ -1,0 +1,51 @@
+"""The ``nets`` command line: ``run``, ``summary``, ``profile``, ``compare``, ``peaks``, ``export``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from nets.cli import export, profile, run
+from nets.errors import KernelnetsError
+
+EPILOG = """\
+examples:
+  nets run resnet50                                   seeded weights, synthetic input
+  nets run resnet50 --weights resnet50_weights_tf_dim_ordering_tf_kernels.h5 --image cat.jpg
+  nets run mobilenet --batch 8 --threads 2 --repeat 50
+  nets summary inception_v3
+
+Weights are the .h5 files keras.applications downloads (~/.keras/models/). Without --weights the
+network gets deterministic seeded weights: it runs at full speed but its predictions mean nothing.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="nets",
+        description="kernelnets: run Keras-architecture CNNs (VGG, ResNet, Inception, Xception, MobileNet) on "
+                    "hand-written kernels, without a deep-learning framework.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    for module in (run, profile, export):
+        module.register(sub)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "fn", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.fn(args)
+    except KernelnetsError as e:
+        print(f"nets: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
