@@ -45,6 +45,8 @@ def test_activation_codes_reach_cuda_from_kernels():
     assert rt.DEFINES == tuple(f"-DKN_ACT_{(a or 'none').upper()}={kernels.act_code(a)}" for a in kernels.ACTIVATIONS)
     header = open(os.path.join(rt.HERE, "common.cuh")).read()
     assert "#error" in header and not re.search(r"#define\s+KN_ACT_", header)
+    for act in kernels.ACTIVATIONS[1:]:             # kn_act has a branch for every activation
+        assert f"act == KN_ACT_{act.upper()})" in header, act
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -87,3 +89,14 @@ def test_blocks_per_sm_arithmetic():
     assert ptxas.blocks_per_sm(128, 256, 33 * 1024) == 2
     assert ptxas.blocks_per_sm(32, 256, 4 * 1024) == 8                 # thread limit: 64 warps
     assert ptxas.blocks_per_sm(32, 64, 100 * 1024) == 2                # shared-memory limit
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("family", rt.families())
+def test_compiles_through_nvrtc(family, arch):
+    """The run-time path: NVRTC with the options cupy.RawModule gets (include path, -D codes)."""
+    problem = ptxas.nvrtc_problem()
+    if problem:
+        pytest.skip(problem)
+    log = ptxas.compile_nvrtc(family, arch)
+    assert log is None, log

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from helpers import rand, rel_err, seeded_rng
 
+import kernels
 from kernels import conv_output_size
 from kernels import reference as ref
 from kernels.gpu import conv, gemm, tf32, unavailable_reason
@@ -252,7 +253,7 @@ def test_dense_tf32(gpu, rng, batch, k, n):
 
 
 @pytest.mark.parametrize("shape", [(2, 5, 7, 12), (1, 3, 3, 5), (4, 1001)])
-@pytest.mark.parametrize("act", [None, "relu", "relu6"])
+@pytest.mark.parametrize("act", kernels.ACTIVATIONS)
 def test_add_activation_affine(gpu, rng, shape, act):
     g, cp = gpu.g, gpu.cp
     a, b = rand(rng, *shape), rand(rng, *shape)

@@ -87,3 +87,36 @@ def blocks_per_sm(registers: int, threads: int, smem: int, arch: str = "sm_90") 
     warps_by_regs = 4 * (16384 // per_warp)
     by_smem = SM_SMEM[arch] // (smem + 1024)
     return min(SM_MAX_BLOCKS, SM_MAX_WARPS[arch] // warps, warps_by_regs // warps, by_smem)
+
+
+def nvrtc_problem() -> str | None:
+    """Why NVRTC (the run-time compiler CuPy uses) cannot be loaded here, or None."""
+    try:
+        from cupy_backends.cuda.libs import nvrtc
+
+        nvrtc.getVersion()
+    except Exception as e:                      # noqa: BLE001 - missing wheel, missing library, ...
+        return f"NVRTC is not loadable ({type(e).__name__}: {e})"
+    return None
+
+
+def compile_nvrtc(family: str, arch: str) -> str | None:
+    """Every specialisation of ``family`` through NVRTC to PTX for ``arch`` (one program, all the
+    name expressions), with ``runtime.OPTIONS`` and the ``-ftz=true`` CuPy adds. None when it compiled
+    cleanly, else the log. No device needed (CuPy's own compile path asks the device for its
+    architecture, so NVRTC is called directly)."""
+    from cupy_backends.cuda.libs import nvrtc
+
+    prog = nvrtc.createProgram(rt.source(family), f"{family}.cu", [], [])
+    try:
+        for expr in specialisations(family):
+            nvrtc.addNameExpression(prog, expr)
+        try:
+            nvrtc.compileProgram(prog, rt.OPTIONS + ("-ftz=true", f"--gpu-architecture=compute_{arch[3:]}"))
+        except Exception as e:                  # noqa: BLE001 - NVRTCError: the log says why
+            return f"{e}\n{nvrtc.getProgramLog(prog)}"
+        missing = [e for e in specialisations(family) if not nvrtc.getLoweredName(prog, e)]
+        log = nvrtc.getProgramLog(prog)
+        return log if missing or "warning" in log.lower() else None
+    finally:
+        nvrtc.destroyProgram(prog)
