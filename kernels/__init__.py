@@ -21,6 +21,8 @@ ops (``depthwise_pointwise`` runs the depthwise and 1x1 kernels with a buffer be
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from typing import Any, Protocol
 
 # Activation codes, defined once: every compiled kernel (Numba and CUDA C) takes these integers.
@@ -165,6 +167,79 @@ def aligned_copy(a, dtype=None, align: int = 64):
     out = aligned_empty(a.shape, a.dtype if dtype is None else dtype, align)
     out[...] = a
     return out
+
+
+class Workspace:
+    """Scratch memory kernels keep between calls (padded inputs, transform buffers, per-thread panels,
+    the arguments of a layer's previous call), owned by whoever runs the kernels.
+
+    An executor owns one and runs one call at a time in it, so concurrent callers with their own
+    executors never share scratch, and dropping the executor frees it. Kernels reach it through
+    ``current_workspace()``; a caller that sets none (a test or benchmark calling kernels directly,
+    one thread at a time) gets the process-wide default."""
+
+    def __init__(self):
+        self.buffers: dict = {}
+
+    def get(self, key, make):
+        """The buffer (or any object) stored under ``key``, made by ``make()`` on first use."""
+        b = self.buffers.get(key)
+        if b is None:
+            b = self.buffers[key] = make()
+        return b
+
+    @property
+    def nbytes(self) -> int:
+        return nbytes(self.buffers)
+
+    def clear(self):
+        self.buffers.clear()
+
+
+_local = threading.local()
+_DEFAULT_WORKSPACE = Workspace()
+
+
+def current_workspace() -> Workspace:
+    """The workspace of the executor running on this thread (the process-wide default otherwise)."""
+    return getattr(_local, "workspace", None) or _DEFAULT_WORKSPACE
+
+
+@contextlib.contextmanager
+def using_workspace(ws: Workspace):
+    """Kernels called on this thread inside the block keep their scratch in ``ws``."""
+    prev = getattr(_local, "workspace", None)
+    _local.workspace = ws
+    try:
+        yield ws
+    finally:
+        _local.workspace = prev
+
+
+def nbytes(obj, _seen=None) -> int:
+    """Bytes of the distinct arrays (numpy or cupy) reachable from ``obj`` through containers and
+    object attributes: how much memory packed weights or a workspace hold."""
+    seen = set() if _seen is None else _seen
+    if id(obj) in seen:
+        return 0
+    seen.add(id(obj))
+    if hasattr(obj, "nbytes") and hasattr(obj, "dtype") and hasattr(obj, "shape"):
+        base = getattr(obj, "base", None)
+        while getattr(base, "base", None) is not None:
+            base = base.base
+        if base is not None and hasattr(base, "nbytes"):       # a view: count the memory it views once
+            if id(base) in seen:
+                return 0
+            seen.add(id(base))
+            return int(base.nbytes)
+        return int(obj.nbytes)
+    if isinstance(obj, dict):
+        return sum(nbytes(v, seen) for v in obj.values())
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return sum(nbytes(v, seen) for v in obj)
+    if hasattr(obj, "__dict__") and not callable(obj):
+        return sum(nbytes(v, seen) for v in vars(obj).values())
+    return 0
 
 
 BACKENDS = ("cpu", "gpu", "reference")

@@ -7,17 +7,31 @@ from __future__ import annotations
 
 import os
 
-from nets.errors import ModelError
+from nets.errors import KernelnetsError, ModelError
 from nets.runtime.model import Model
 
 SEEDED = "seeded (untrained: predictions are meaningless)"
 WHOLE_MODELS = ("keras_h5_model", "keras_archive", "onnx")
 
 
-def load(name_or_path: str, weights: str | None = None, *, classifier_activation="softmax",
+def load(name_or_path, *args, **kwargs) -> Model:
+    """Build a network and load its weights (see ``load_model`` for the arguments). Whatever goes wrong
+    ends in one ``KernelnetsError`` that names the file or architecture."""
+    try:
+        return load_model(name_or_path, *args, **kwargs)
+    except KernelnetsError:
+        raise
+    except TypeError as e:          # a wrong keyword or argument type
+        raise ModelError(f"nets.load({name_or_path!r}): {e}") from None
+    except (OSError, ValueError, KeyError, IndexError, AttributeError, RuntimeError, MemoryError) as e:
+        raise ModelError(f"{name_or_path}: could not be loaded: {type(e).__name__}: {e}") from e
+
+
+def load_model(name_or_path: str, weights: str | None = None, *, classifier_activation="softmax",
          include_top: bool = True, pooling=None, classes: int = 1000, input_shape=None,
          device: str = "cpu", threads: int | None = None, seed: int = 0, fuse: bool = True,
-         cuda_graph: bool | None = None, **arch_options) -> Model:
+         cuda_graph: bool | None = None, memory_budget: int | None = None, max_concurrency: int | None = None,
+         **arch_options) -> Model:
     """Build a network and load its weights.
 
     name_or_path: a zoo name ("resnet50", "vgg16", "inception_v3", ...), or a model file: a Keras
@@ -30,10 +44,12 @@ def load(name_or_path: str, weights: str | None = None, *, classifier_activation
     alpha / depth_multiplier for mobilenet); input_shape also fixes the input size of a Keras file
     whose input has unknown height/width. device: "cpu", "gpu" or "reference" (NumPy oracle);
     cuda_graph: replay the network as one CUDA graph on the GPU (default: at small batch).
+    memory_budget, max_concurrency: see ``Model`` (bytes of arenas and scratch kept between calls;
+    calls that run at once — a model may be called from any number of threads).
     """
     from nets import zoo
 
-    run = dict(device=device, threads=threads, fuse=fuse)
+    run = dict(device=device, threads=threads, fuse=fuse, memory_budget=memory_budget, max_concurrency=max_concurrency)
     if cuda_graph is not None:
         run["cuda_graph"] = cuda_graph
     key = str(name_or_path).lower().replace("-", "_")

@@ -116,3 +116,17 @@ def seeded_rng(*key) -> np.random.Generator:
     import zlib
 
     return np.random.default_rng(zlib.crc32(repr(key).encode()))
+
+
+# ----------------------------------------------------------------------------- errors
+
+def assert_clear_error(e: Exception, *names: str):
+    """The message names one of ``names`` (the file, model or layer) and says what was wrong: at
+    least a few words beyond the name."""
+    msg = str(e)
+    found = [n for n in names if n and n in msg]
+    assert found, f"{msg!r} names none of {names}"
+    rest = msg
+    for n in found:
+        rest = rest.replace(n, "")
+    assert sum(ch.isalpha() for ch in rest) >= 12, f"{msg!r} does not say what was wrong"

@@ -31,7 +31,7 @@ def test_cpu_against_the_reference_backend_agrees(toy):
     g, x = toy
     a, b = Model(g, threads=1), Model(g, device="reference")
     cmp = compare_models(a, b, x, repeat=3, warmup=1, progress=False)
-    steps = a.executor(2).steps
+    steps = a.new_executor(2).steps
     assert [r["layer"] for r in cmp.rows] == [s.node.name for s in steps]   # same graph: one row per kernel
     assert all(r["time_a_ms"] > 0 and r["time_b_ms"] > 0 for r in cmp.rows)
     assert all(r["speedup"] == pytest.approx(r["time_a_ms"] / r["time_b_ms"]) for r in cmp.rows)

@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from helpers import fill_weights, toy_graph
+from helpers import assert_clear_error, fill_weights, toy_graph
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -47,16 +47,21 @@ def real_files() -> tuple:
 
 
 def import_and_run(data) -> None:
-    """Only KernelnetsError may escape; a model that imports must also run (if it is small)."""
+    """Only KernelnetsError may escape, naming the file (import) or the model (run) and what was wrong;
+    a model that imports must also run (if it is small)."""
     try:
         graph, interface = onnx_to_graph(data, name="fuzz.onnx")
-        if max(int(np.prod(s)) for s in graph.shapes.values()) > 200_000:
-            return
+    except KernelnetsError as e:
+        assert_clear_error(e, "fuzz.onnx")
+        return
+    if max(int(np.prod(s)) for s in graph.shapes.values()) > 200_000:
+        return
+    try:
         model = OnnxModel(graph, interface, device="reference")
         x = np.random.default_rng(0).normal(size=(1, *model.interface_shape)).astype(np.float32)
         model(x)
     except KernelnetsError as e:
-        assert "fuzz.onnx" in str(e) or "model" in str(e)
+        assert_clear_error(e, repr(graph.name), *(repr(n.name) for n in graph.nodes))
 
 
 def test_unmutated_files_import_and_run():

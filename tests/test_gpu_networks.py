@@ -35,7 +35,8 @@ def test_toy_graph_matches_reference(cuda_graph, top):
         got = gpu(x[:batch])
         assert isinstance(got, np.ndarray) and got.shape == want[:batch].shape
         assert rel_err(got, want[:batch]) <= 1e-5
-        assert gpu.gpu_runner(batch).use_graph == cuda_graph
+        with gpu.lease(batch) as runner:
+            assert runner.use_graph == cuda_graph
     again = gpu(x)                       # a replay on new data gives the new answer
     assert rel_err(again, want) <= 1e-5
     x2 = x[::-1].copy()
@@ -59,8 +60,8 @@ def test_cupy_in_cupy_out_and_errors():
     bad[0, 0, 0, 0] = np.nan
     with pytest.raises(InputError, match="NaN"):
         gpu(cupy.asarray(bad))
-    runner = gpu.runner(2)
-    times = time_calls(lambda: (gpu(x), runner.sync()), repeat=3, warmup=1)
+    with gpu.lease(2) as runner:
+        times = time_calls(lambda: (runner.run(x), runner.sync()), repeat=3, warmup=1)
     assert min(times) > 0
 
 

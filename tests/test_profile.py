@@ -29,7 +29,7 @@ def prof(toy):
 
 def test_rows_cover_every_kernel_once_and_every_source_layer(toy, prof):
     model, x = toy
-    steps = model.executor(2).steps
+    steps = model.new_executor(2).steps
     kernels = prof.kernels
     assert [r["layer"] for r in kernels] == [s.node.name for s in steps]
     assert [r["kernel"] for r in kernels] == [s.kernel for s in steps]

@@ -44,6 +44,7 @@ def main(argv=None) -> int:
         print(f"nets: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        print("\nnets: interrupted", file=sys.stderr)
         return 130
 
 

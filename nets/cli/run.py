@@ -7,16 +7,32 @@ import time
 import numpy as np
 
 from nets.cli.common import load_from_args, model_args
+from nets.runtime.planner import plan_memory
 from nets.runtime.threads import set_threads
-from nets.tools.timing import first_run, time_calls
+from nets.tools.timing import first_run, synthetic_input, time_calls
+
+
+def memory_lines(model) -> list[str]:
+    """``Model.memory()`` as text (what ``nets summary`` and ``nets run`` print)."""
+    m = model.memory()
+    mib = lambda b: f"{b / 2**20:.1f} MiB"   # noqa: E731
+    arenas = ", ".join(f"batch {s['capacity']}: {mib(s['arena_bytes'])} + scratch {mib(s['scratch_bytes'])}"
+                       for s in m["slots"]) or "none yet (made on the first call)"
+    return [f"Memory: weights {mib(m['weights'])}, packed weights {mib(m['packed'])}, arenas {mib(m['arenas'])}, "
+            f"kernel scratch {mib(m['scratch'])}; total {mib(m['total'])} (arenas + scratch kept under "
+            f"{mib(m['budget'])})", f"Arenas: {arenas}"]
 
 
 def cmd_summary(args) -> int:
-    model = load_from_args(args, device="reference")
+    model = load_from_args(args, device=args.device)
     print(model.summary())
-    plan = model.executor(1).plan
+    plan = plan_memory(model.graph, 1)
     print(f"Peak activation memory at batch 1: {plan.peak_bytes / 2**20:.2f} MiB "
           f"(without buffer reuse: {plan.naive_bytes / 2**20:.2f} MiB)")
+    if args.run:
+        model(synthetic_input(model, 1))
+    for line in memory_lines(model):
+        print(line)
     print(f"Weights: {model.weights_source}")
     return 0
 
@@ -50,14 +66,15 @@ def cmd_run(args) -> int:
               "pass --weights FILE for real predictions")
 
     t0 = time.perf_counter()
-    runner = model.runner(n)
-    if device == "gpu":
-        print(f"gpu      {'CUDA-graph replay' if runner.use_graph else 'eager launches'} on one stream; "
-              "first run compiles kernels (NVRTC, cached on disk by CuPy)")
-        model(x_user)
-    else:
-        set_threads(model.threads)
-        first_run(runner.executor, x)
+    with model.lease(n) as runner:
+        if device == "gpu":
+            print(f"gpu      {'CUDA-graph replay' if runner.use_graph else 'eager launches'} on one stream; "
+                  "first run compiles kernels (NVRTC, cached on disk by CuPy)")
+            runner.run(x)
+            runner.sync()
+        else:
+            set_threads(model.threads)
+            first_run(runner.executor, x)
     first = time.perf_counter() - t0
     out = model(x_user)         # numpy in, numpy out: includes the copies to and from the GPU
     times = time_calls(lambda: model(x_user), args.repeat, args.warmup)
@@ -93,4 +110,9 @@ def register(sub):
                        description="Print every layer with its output shape, parameters and MACs, and what "
                                    "the fusion passes made of it.")
     model_args(s)
+    s.add_argument("--device", choices=["cpu", "gpu", "reference"], default="cpu",
+                   help="backend whose packed weights are counted (default cpu)")
+    s.add_argument("--run", action="store_true",
+                   help="run one batch-1 inference first, so the memory line includes its arena and kernel "
+                        "scratch (compiles the kernels on a cold cache)")
     s.set_defaults(fn=cmd_summary)

@@ -32,8 +32,9 @@ class GpuRunner:
         self.stream.synchronize()
 
     def _launch_steps(self):
-        for s in self.executor.steps:
-            s.run()
+        with self.executor.workspace_scope():
+            for s in self.executor.steps:
+                s.run()
 
     def capture(self):
         """Warm up (compiles kernels, makes workspaces), then record every step into a CUDA graph."""

@@ -2,7 +2,12 @@
 
 Everything is decided once, when the executor is built: the memory plan, the arena, every buffer
 view and every kernel call's arguments. ``run`` only copies the input in, calls the steps and copies
-the outputs out, so nothing is allocated per call in steady state.
+the outputs out, so nothing is allocated per call in steady state (kernels keep their scratch in the
+executor's ``kernels.Workspace``).
+
+An ``Arena`` is one memory plan's buffer. A plan for batch M also holds any batch N <= M: every value
+lives in the first N samples of its planned buffer, so two values alive at the same time still never
+overlap. Executors for several batch sizes can therefore share one arena (one at a time).
 """
 
 from __future__ import annotations
@@ -13,8 +18,8 @@ from typing import Callable
 
 import numpy as np
 
-from kernels import aligned_empty
-from nets.errors import ModelError
+from kernels import Workspace, aligned_empty, using_workspace
+from nets.errors import InputError, KernelnetsError, ModelError
 from nets.graph import ops
 from nets.graph.ir import Graph, Node
 from nets.runtime.planner import plan_memory
@@ -44,20 +49,63 @@ def pack_weights(g: Graph, backend) -> dict:
     return packed
 
 
-class Executor:
-    def __init__(self, g: Graph, backend, packed: dict, batch: int):
-        self.graph, self.backend, self.batch = g, backend, batch
+def available_memory() -> int | None:
+    """Bytes of memory the system can still give (Linux ``MemAvailable``), None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+class Arena:
+    """The memory of one plan (``plan_memory(g, batch)``), 64-byte aligned on the CPU."""
+
+    def __init__(self, g: Graph, xp, batch: int):
         self.plan = plan = plan_memory(g, batch)
+        need, free = 4 * plan.arena_floats, available_memory()
+        if xp is np and free is not None and need > free:
+            raise InputError(f"graph {g.name!r}: batch {batch} needs {need / 2**30:.1f} GiB of activation memory, "
+                             f"more than the {free / 2**30:.1f} GiB available; use a smaller batch")
+        self.xp = xp
+        # (the planner aligns offsets; NumPy's own base is only 16-byte aligned)
+        self.memory = aligned_empty(plan.arena_floats) if xp is np else xp.empty(plan.arena_floats, xp.float32)
+
+    @property
+    def capacity(self) -> int:
+        """The largest batch this arena holds."""
+        return self.plan.batch
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.memory.nbytes)
+
+
+class Executor:
+    def __init__(self, g: Graph, backend, packed: dict, batch: int, arena: Arena | None = None,
+                 workspace: Workspace | None = None):
+        self.graph, self.backend, self.batch = g, backend, batch
         self.xp = xp = getattr(backend, "xp", np)      # the backend's array module (cupy on a GPU)
-        # 64-byte aligned on the CPU (the planner aligns offsets; NumPy's own base is 16-byte)
-        self.arena = aligned_empty(plan.arena_floats) if xp is np else xp.empty(plan.arena_floats, xp.float32)
+        self.arena = arena = Arena(g, xp, batch) if arena is None else arena
+        if arena.capacity < batch:
+            raise ModelError(f"graph {g.name!r}: an arena planned for batch {arena.capacity} cannot hold batch {batch}")
+        self.plan = plan = arena.plan
+        self.workspace = Workspace() if workspace is None else workspace
         self._bufs = {}
         for r, off in plan.offsets.items():
             shape = (batch,) + tuple(g.shapes[r])
-            self._bufs[r] = self.arena[off:off + plan.sizes[r]].reshape(shape)
+            self._bufs[r] = arena.memory[off:off + batch * (plan.sizes[r] // plan.batch)].reshape(shape)
         for v, r in plan.views.items():
             self._bufs[v] = self._bufs[r].reshape((batch,) + tuple(g.shapes[v]))
         self.steps = [self._step(n, packed) for n in g.nodes if n.op != "input"]
+
+    def workspace_scope(self):
+        """Run steps inside this block to have their kernels use this executor's workspace
+        (``run`` does it itself)."""
+        return using_workspace(self.workspace)
 
     def buffer(self, value: str) -> np.ndarray:
         """The memory holding ``value`` (for a concat slice: the channels it occupies)."""
@@ -87,17 +135,30 @@ class Executor:
         the backend's array module. With ``timings``, appends each step's seconds (instrumented run);
         ``sync`` is called before each clock reading (a device synchronise on a GPU)."""
         self._bufs[self.graph.inputs[0]][...] = self.xp.asarray(x)
-        if timings is None:
-            for s in self.steps:
-                s.run()
-        else:
+        with using_workspace(self.workspace):
+            self._run_steps(timings, sync)
+        return [self.buffer(v).copy() for v in self.graph.outputs]
+
+    def _run_steps(self, timings, sync):
+        step = None
+        try:
+            if timings is None:
+                for step in self.steps:
+                    step.run()
+                return
             clock = time.perf_counter
-            for s in self.steps:
+            for step in self.steps:
                 if sync is not None:
                     sync()
                 t0 = clock()
-                s.run()
+                step.run()
                 if sync is not None:
                     sync()
                 timings.append(clock() - t0)
-        return [self.buffer(v).copy() for v in self.graph.outputs]
+        except (KernelnetsError, KeyboardInterrupt):
+            raise
+        except Exception as e:      # a kernel that fails: name the layer, its kernel and its shapes
+            n = step.node
+            shapes = ", ".join(str((self.batch,) + tuple(self.graph.shapes[v])) for v in n.inputs)
+            raise ModelError(f"graph {self.graph.name!r}: layer {n.name!r} ({n.op}, kernel {step.kernel}) failed "
+                             f"on input {shapes}: {type(e).__name__}: {e}") from e

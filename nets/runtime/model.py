@@ -1,21 +1,27 @@
 """``Model``: a graph with weights, optimised once and run on one backend at any batch size.
 
 The model owns the optimised graph and the weights packed for its backend (shared by every batch
-size); per batch size it keeps a runner (an executor with its arena, plus what the device needs:
-``nets.runtime.runner.CpuRunner`` or ``nets.runtime.cuda_graph.GpuRunner``).
+size and every caller). Each call leases a runner from a ``nets.runtime.pool.RunnerPool``: an
+executor bound to an arena and a kernel workspace that no concurrent call shares, plus what the
+device needs (``nets.runtime.runner.CpuRunner``, ``nets.runtime.cuda_graph.GpuRunner``). So any
+number of threads may call one model, and the arenas it keeps stay under ``memory_budget``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from kernels import get_backend, missing_ops
+from kernels import Workspace, get_backend, missing_ops, nbytes
 from nets.errors import InputError, ModelError
 from nets.graph.ir import Graph
 from nets.graph.passes import optimize
-from nets.runtime.executor import Executor, pack_weights
+from nets.runtime.executor import Arena, Executor, pack_weights
+from nets.runtime.pool import RunnerPool
 from nets.runtime.runner import CpuRunner
-from nets.runtime.threads import set_threads
+from nets.runtime.threads import set_threads, thread_limit
+
+MEMORY_BUDGET = 512 << 20      # default bytes of arenas + kernel scratch a model keeps between calls
+GPU_CONCURRENCY = 4            # default concurrent calls of a GPU model (one stream each)
 
 
 def backend_for(device: str):
@@ -40,7 +46,12 @@ class Model:
 
     def __init__(self, graph: Graph, device: str = "cpu", threads: int | None = None,
                  weights_source: str = "", preprocess: str | None = None, fuse: bool = True,
-                 cuda_graph: bool | None = None):
+                 cuda_graph: bool | None = None, memory_budget: int | None = None,
+                 max_concurrency: int | None = None):
+        """``memory_budget``: bytes of arenas and kernel scratch kept between calls (least recently used
+        ones past it are dropped; default 512 MiB). ``max_concurrency``: calls that run at once, each
+        in its own arena (default: the cores Numba may use divided by ``threads``; 4 on a GPU); more
+        callers wait for a free one."""
         if len(graph.inputs) != 1:
             raise ModelError(f"graph {graph.name!r} has {len(graph.inputs)} inputs; models with exactly one "
                              "input are supported")
@@ -56,7 +67,11 @@ class Model:
         # launch overhead dominates)
         self.cuda_graph = cuda_graph
         self.packed = pack_weights(self.graph, self.backend)
-        self._runners: dict[int, object] = {}
+        if max_concurrency is None:
+            max_concurrency = GPU_CONCURRENCY if device == "gpu" else max(1, thread_limit() // (self.threads or 1))
+        xp = getattr(self.backend, "xp", np)
+        self.pool = RunnerPool(lambda batch: Arena(self.graph, xp, batch), Workspace, self._make_runner,
+                               MEMORY_BUDGET if memory_budget is None else memory_budget, max_concurrency)
 
     @property
     def input_shape(self) -> tuple:
@@ -66,27 +81,44 @@ class Model:
     def output_shape(self) -> tuple:
         return tuple(self.graph.shapes[self.graph.outputs[0]])
 
+    @property
+    def memory_budget(self) -> int:
+        return self.pool.budget_bytes
+
+    @memory_budget.setter
+    def memory_budget(self, nbytes_: int):
+        self.pool.budget_bytes = int(nbytes_)
+
     def new_executor(self, batch: int) -> Executor:
-        """A fresh executor (own arena) for ``batch`` over this model's packed weights."""
+        """A fresh executor (own arena and workspace) for ``batch``, outside the pool: for tools that
+        run steps one by one."""
         return Executor(self.graph, self.backend, self.packed, batch)
 
-    def runner(self, batch: int):
-        """The runner (executor + device specifics) this model uses at ``batch``."""
-        r = self._runners.get(batch)
-        if r is None:
-            ex = self.new_executor(batch)
-            if self.device == "gpu":
-                from nets.runtime.cuda_graph import GRAPH_MAX_BATCH, GpuRunner
+    def _make_runner(self, batch: int, arena: Arena, workspace: Workspace):
+        ex = Executor(self.graph, self.backend, self.packed, batch, arena, workspace)
+        if self.device == "gpu":
+            from nets.runtime.cuda_graph import GRAPH_MAX_BATCH, GpuRunner
 
-                use_graph = batch <= GRAPH_MAX_BATCH if self.cuda_graph is None else bool(self.cuda_graph)
-                r = GpuRunner(ex, graph=use_graph)
-            else:
-                r = CpuRunner(ex, self.threads)
-            self._runners[batch] = r
-        return r
+            return GpuRunner(ex, graph=batch <= GRAPH_MAX_BATCH if self.cuda_graph is None else bool(self.cuda_graph))
+        return CpuRunner(ex, self.threads)
 
-    def executor(self, batch: int) -> Executor:
-        return self.runner(batch).executor
+    def lease(self, batch: int):
+        """``with model.lease(batch) as runner:`` a runner (``runner.executor``, ``runner.run(x)``) no
+        other call uses until the block ends."""
+        return self.pool.lease(batch)
+
+    def memory(self) -> dict:
+        """Bytes held: the weights (source and optimised graphs), the packed weights (kernel layouts,
+        Winograd transforms, shifted depthwise copies), the arenas and the kernel scratch kept by the
+        runner pool, and their total; ``budget`` is the limit on arenas + scratch."""
+        seen: set = set()
+        weights = sum(nbytes(n.weights, seen) for g in (self.source_graph, self.graph) for n in g.nodes)
+        packed = nbytes(self.packed, seen)
+        pool = self.pool.stats()
+        out = dict(weights=weights, packed=packed, arenas=pool["arena_bytes"], scratch=pool["scratch_bytes"])
+        out["total"] = sum(out.values())
+        out.update(budget=self.memory_budget, slots=pool["slots"])
+        return out
 
     def _is_device_array(self, x) -> bool:
         if self.device != "gpu":
@@ -112,14 +144,17 @@ class Model:
                              f"(NHWC, any batch N >= 1), got {tuple(x.shape)}{hint}")
         if x.shape[0] < 1:
             raise InputError(f"{where}: the input batch is empty")
-        finite = bool(self.backend.xp.isfinite(x).all()) if on_device else np.isfinite(x).all()
+        xp = self.backend.xp if on_device else np
+        finite = bool(xp.isfinite(x.min()) and xp.isfinite(x.max()))   # NaN and inf reach min or max; no temporary
         if not finite:
             raise InputError(f"{where}: the input contains NaN or infinite values")
         return x
 
     def __call__(self, x):
         x = self.check_input(x)
-        outs = self.to_interface(self.runner(x.shape[0]).run(x))
+        with self.pool.lease(x.shape[0]) as runner:
+            outs = runner.run(x)
+        outs = self.to_interface(outs)
         return outs[0] if len(outs) == 1 else outs
 
     def to_interface(self, outs: list) -> list:

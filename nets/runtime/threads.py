@@ -3,6 +3,8 @@ count on the thread that runs the kernels, before every run."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from nets.errors import ModelError
 
 
@@ -20,6 +22,8 @@ def set_threads(threads: int | None) -> int:
     limit = thread_limit()
     if threads is None:
         threads = limit
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
+        raise ModelError(f"threads must be a whole number of threads (or None for all cores), got {threads!r}")
     if not 1 <= int(threads) <= limit:
         raise ModelError(f"threads={threads} is outside 1..{limit} (the cores Numba can use here; "
                          "set NUMBA_NUM_THREADS before starting Python to change the upper bound)")

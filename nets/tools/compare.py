@@ -76,7 +76,7 @@ def measure_side(model, x, repeat: int, warmup: int, bar=None) -> dict:
     x = model.check_input(x)
     if model.device == "cpu":
         set_threads(model.threads)
-    ex = model.executor(x.shape[0])
+    ex = model.new_executor(x.shape[0])
     xp, sync = ex.xp, device_sync(ex.xp)
     t0 = time.perf_counter()
     ex.run(x)                                         # compiles the kernels
@@ -85,9 +85,10 @@ def measure_side(model, x, repeat: int, warmup: int, bar=None) -> dict:
     first = time.perf_counter() - t0
     ex.buffer(model.graph.inputs[0])[...] = xp.asarray(x)
     values = {}
-    for step in ex.steps:
-        step.run()
-        values[step.node.output] = _to_numpy(xp, ex.buffer(step.node.output)).copy()
+    with ex.workspace_scope():
+        for step in ex.steps:
+            step.run()
+            values[step.node.output] = _to_numpy(xp, ex.buffer(step.node.output)).copy()
     tick = None if bar is None else (lambda _note: bar.update(model.device))
     e2e, med, _ = time_runs(ex, x, repeat, warmup, sync, tick)
     steps = [dict(layer=s.node.name, op=s.node.op, kernel=s.kernel, value=s.node.output, time_ms=float(t) * 1e3,

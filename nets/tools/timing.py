@@ -32,13 +32,14 @@ def first_run(ex, x, sync=None, progress: bool = True, label: str = "first run (
     bar = Progress(len(ex.steps), label, enabled=progress)
     ex.buffer(ex.graph.inputs[0])[...] = ex.xp.asarray(x)
     times = []
-    for step in ex.steps:
-        t0 = time.perf_counter()
-        step.run()
-        if sync is not None:
-            sync()
-        times.append(time.perf_counter() - t0)
-        bar.update(step.node.name)
+    with ex.workspace_scope():
+        for step in ex.steps:
+            t0 = time.perf_counter()
+            step.run()
+            if sync is not None:
+                sync()
+            times.append(time.perf_counter() - t0)
+            bar.update(step.node.name)
     bar.close()
     return times
 

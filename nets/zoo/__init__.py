@@ -20,6 +20,7 @@ with the top, 3 channels).
 
 from __future__ import annotations
 
+import inspect
 import os
 import warnings
 
@@ -164,6 +165,11 @@ def build(name: str, **kwargs) -> Graph:
     key = name.lower()
     if key not in MODELS:
         raise ModelError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}")
+    known = [p for p in inspect.signature(MODELS[key]).parameters if p != "self"]
+    unknown = sorted(set(kwargs) - set(known))
+    if unknown:
+        raise ModelError(f"{key}: unknown option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+                         f"its options are {', '.join(known)}")
     return MODELS[key](**kwargs)
 
 
