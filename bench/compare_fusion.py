@@ -45,7 +45,7 @@ def main(argv=None) -> int:
 
     fused, unfused = build(args.model, args.threads, True), build(args.model, args.threads, False)
     x = np.random.default_rng(0).standard_normal((args.batch,) + fused.input_shape).astype(np.float32)
-    exes = {"fused": fused.executor(args.batch), "unfused": unfused.executor(args.batch)}
+    exes = {"fused": fused.new_executor(args.batch), "unfused": unfused.new_executor(args.batch)}
     steps = {k: {s.node.name: [] for s in e.steps} for k, e in exes.items()}
     whole = {k: [] for k in exes}
     for e in exes.values():

@@ -172,7 +172,7 @@ def main(argv=None):
             x = np.random.default_rng(batch).normal(0, 1, (batch,) + model.input_shape).astype(np.float32)
             ours = {}
             for use_graph in (False, True):
-                r = GpuRunner(model.executor(batch), graph=use_graph)
+                r = GpuRunner(model.new_executor(batch), graph=use_graph)
                 got = r.run(cupy.asarray(x))[0].get()
                 ours[use_graph] = statistics.median(r.timed_replays(args.repeat))
             xt = torch.tensor(x, device="cuda").permute(0, 3, 1, 2).contiguous()
