@@ -39,7 +39,8 @@ class Gpu(NamedTuple):
 
 @pytest.fixture(scope="module", params=[pytest.param("device", marks=pytest.mark.gpu), "emulator"])
 def gpu(request):
-    """The GPU backend on the device, or the same kernels on the host emulator."""
+    """The GPU backend on the device, or the same kernels on the host emulator; each with a workspace
+    of its own (split-K buffers are device arrays on one, host arrays on the other)."""
     if request.param == "device":
         if REASON is not None:
             pytest.skip(f"no usable CUDA device: {REASON}")
@@ -47,13 +48,14 @@ def gpu(request):
 
         import kernels.gpu as g
 
-        yield Gpu(g, cupy, False)
+        with kernels.using_workspace(kernels.Workspace()):
+            yield Gpu(g, cupy, False)
     else:
         if CXX is None:
             pytest.skip("g++ is not on PATH: the host emulation of the CUDA kernels cannot be built")
         from kernels.gpu import emulate
 
-        with emulate.emulated() as (g, cp):
+        with emulate.emulated() as (g, cp), kernels.using_workspace(kernels.Workspace()):
             yield Gpu(g, cp, True)
 
 

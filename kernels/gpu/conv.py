@@ -145,7 +145,7 @@ def launch_igemm(x, p, out, n, h, w, oh, ow, sh, sw, pt, pl, act, residual, out_
     ws = out
     if pl_.splits > 1:
         rt.check_index_range("conv2d", split_k_workspace=pl_.splits * m * p.coutp)
-        ws = rt.workspace(p, ("split", m, pl_.splits), pl_.splits * m * p.coutp)
+        ws = rt.partial_sums(pl_.splits * m * p.coutp)
     grid = (rt.cdiv(m, t.bm), rt.cdiv(p.cout, t.bn), pl_.splits)
     i = rt.i32
     rt.launch(FAMILY, expression(t, amode), grid, (t.threads, 1, 1),

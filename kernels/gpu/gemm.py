@@ -51,7 +51,7 @@ def launch_rows(a, p, m: int, out, out_stride: int, out_c0: int, residual, act):
     kchunk = rt.cdiv(rt.cdiv(k, s), K_TILE) * K_TILE
     s = rt.cdiv(k, kchunk)
     rt.check_index_range("gemm", workspace=s * m * p.coutp, a=m * k)
-    ws = rt.workspace(p, ("rows", m, s), s * m * p.coutp)
+    ws = rt.partial_sums(s * m * p.coutp)
     i = rt.i32
     rt.launch(FAMILY, rows_expression(r), (rt.cdiv(m, r), rt.cdiv(p.coutp, COLUMNS), s), (32, 8, 1),
               (a, p.w, ws, i(m), i(k), i(p.coutp), i(kchunk)))

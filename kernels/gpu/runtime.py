@@ -122,19 +122,19 @@ def upload(a: np.ndarray):
     return d
 
 
-def workspace(owner, key, size: int):
-    """A float32 device buffer of ``size`` elements kept on ``owner`` (a packed layer) under ``key``.
+def partial_sums(size: int):
+    """A float32 device buffer of ``size`` elements for split-K partial sums, kept in the caller's
+    ``kernels.current_workspace()`` (the executor's) and shared by every layer that needs that size.
 
-    Made on the first call (the warm-up run), then the same buffer on every call, so CUDA-graph
-    capture never allocates and a captured graph never sees its buffer freed. Keys include the
-    GEMM shape, so executors of different batch sizes (on different streams) never share one."""
+    Sharing is safe: an executor runs its layers one after another on one stream, and a layer's
+    reduce has consumed the buffer before the next layer writes it. The buffer is made on the first
+    call (the warm-up run) and is the same object on every later call, so CUDA-graph capture never
+    allocates and a captured graph never sees its buffer freed; executors (one per batch size and
+    stream) have their own."""
     import cupy
 
-    buffers = owner.__dict__.setdefault("workspace", {})
-    ws = buffers.get(key)
-    if ws is None:
-        ws = buffers[key] = cupy.empty(size, cupy.float32)
-    return ws
+    return kernels.current_workspace().get(("kernels.gpu.partial_sums", size),
+                                           lambda: cupy.empty(size, cupy.float32))
 
 
 def check_index_range(op: str, **sizes: int):
