@@ -6,6 +6,7 @@ writes into RESULTS_DIR (created):
     env.txt                       nvidia-smi, driver, CUDA, CuPy, torch, the commit
     tests.log, tests.xml          python -m pytest -m gpu (every GPU test: kernels on the device, the
                                   toy graph and the networks through the runtime)
+    accuracy.txt                  bench/gpu_accuracy.py: fp32 and TF32 conv2d errors on the device
     compare_<net>.txt/.json/.png  nets compare <net> (CPU vs GPU per layer: times, speed-up, agreement)
                                   for resnet50 and mobilenet
     bench_torch_gpu.txt           bench/compare_torch_gpu.py: ours vs PyTorch (cuDNN fp32, TF32 off),
@@ -37,7 +38,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMPARE_NETS = ("resnet50", "mobilenet")
 # seconds per step at most (each also gets no more than what is left of the budget)
-CAPS = {"tests": 110, "compare_resnet50": 70, "compare_mobilenet": 50, "bench_torch_gpu": 150}
+CAPS = {"tests": 100, "accuracy": 30, "compare_resnet50": 70, "compare_mobilenet": 50, "bench_torch_gpu": 150}
 
 
 def device_problem() -> str | None:
@@ -67,8 +68,9 @@ def run_step(name, cmd, log_path, cap, deadline, steps, env):
 
 def preflight(cmd, env) -> str:
     """Without a device: the command's --help runs and lists every option the check passes."""
-    proc = subprocess.run(cmd[:cmd.index(next(a for a in cmd if a.startswith("--")))] + ["--help"], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=120)
+    options = [i for i, a in enumerate(cmd) if a.startswith("--")]
+    proc = subprocess.run(cmd[:options[0] if options else len(cmd)] + ["--help"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
     missing = [a for a in cmd if a.startswith("--") and a not in proc.stdout]
     if proc.returncode or missing:
         return f"command check FAILED (exit {proc.returncode}, options not in --help: {missing})\n{proc.stderr[-2000:]}"
@@ -120,7 +122,8 @@ def main(argv=None) -> int:
     if problem and steps[-1]["status"] == "ok":
         steps[-1]["status"] = "ok, all skipped (no device)"
 
-    gpu_steps = [(f"compare_{net}", [py, "-m", "nets", "compare", net, "--repeat", "10",
+    gpu_steps = [("accuracy", [py, os.path.join("bench", "gpu_accuracy.py")], os.path.join(out, "accuracy.txt"))]
+    gpu_steps += [(f"compare_{net}", [py, "-m", "nets", "compare", net, "--repeat", "10",
                                      "--plot", os.path.join(out, f"compare_{net}.png"),
                                      "--json", os.path.join(out, f"compare_{net}.json")],
                   os.path.join(out, f"compare_{net}.txt")) for net in COMPARE_NETS]
