@@ -14,7 +14,8 @@
                                     uploads, workspaces, ``unavailable_reason()``
     tf32.py                         ``kernels.gpu.tf32``: this backend with conv2d/dense on tensor cores
     emulate.py / emulate.h          the same CUDA C run on the host (tests, no GPU needed)
-    ptxas.py                        nvcc -Xptxas -v: registers, spills, blocks per SM of every kernel
+    ptxas.py                        nvcc -Xptxas -v (registers, spills, blocks per SM) and NVRTC
+                                    compile checks of every specialisation
 
 Arrays are ``cupy.ndarray`` (``xp = cupy``); kernels launch on CuPy's current stream, so the caller
 chooses the stream (the runtime's CUDA-graph runner runs a whole network on one non-default stream

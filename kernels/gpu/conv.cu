@@ -30,7 +30,8 @@
 // conv2d_tf32<BM, BN, BK, WM, WN, STAGES, AMODE>    mma.sync m16n8k8 TF32 with fp32 accumulation;
 //   each warp owns a WM x WN sub-tile, WM/16 x WN/8 MMAs per 8-deep step. A is rounded to TF32 (cvt.rna)
 //   as its fragments are read; B was rounded at pack time (kernels/gpu/tf32.py). Shared rows are 8 mod
-//   32 words long, so every fragment read is conflict-free.
+//   32 words long, so every fragment read is conflict-free (the transposed A copies then meet 2- to
+//   4-way bank conflicts, one store per 4 loads; unmeasured).
 // vec_out: vector epilogue stores (float4 / float2; cout, out stride and out_c0 multiples of 4, aligned
 // buffers); a run-time flag, as it only steers the epilogue.
 // Bounds: per slice a fp32 block reads (BM + BN) * BK floats and does BM * BN * BK FMAs: FFMA-bound on

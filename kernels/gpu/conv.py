@@ -140,17 +140,17 @@ def launch_igemm(x, p, out, n, h, w, oh, ow, sh, sw, pt, pl, act, residual, out_
     vec_in = c % 4 == 0 and rt.aligned16(x)
     amode = (2 if pointwise else 1) if vec_in else 0
     vout = (p.cout % 4 == 0 and stride_out % 4 == 0 and out_c0 % 4 == 0 and rt.aligned16(out, res))
-    pl_ = plan(m, p.cout, k, kind, rt.sm_count())
-    t = pl_.tile
-    ws = out
-    if pl_.splits > 1:
-        rt.check_index_range("conv2d", split_k_workspace=pl_.splits * m * p.coutp)
-        ws = rt.partial_sums(pl_.splits * m * p.coutp)
-    grid = (rt.cdiv(m, t.bm), rt.cdiv(p.cout, t.bn), pl_.splits)
+    gemm_plan = plan(m, p.cout, k, kind, rt.sm_count())
+    t, splits = gemm_plan.tile, gemm_plan.splits
+    ws = out                                      # not read unless K is split
+    if splits > 1:
+        rt.check_index_range("conv2d", split_k_workspace=splits * m * p.coutp)
+        ws = rt.partial_sums(splits * m * p.coutp)
+    grid = (rt.cdiv(m, t.bm), rt.cdiv(p.cout, t.bn), splits)
     i = rt.i32
     rt.launch(FAMILY, expression(t, amode), grid, (t.threads, 1, 1),
               (x, p.w, p.bias, res, out, ws, i(n), i(h), i(w), i(c), i(oh), i(ow), i(p.cout), i(p.coutp),
                i(p.kh), i(p.kw), i(sh), i(sw), i(pt), i(pl), i(stride_out), i(out_c0),
-               i(residual is not None), rt.act_code(act), i(vout), i(pl_.k_split)))
-    if pl_.splits > 1:
-        gemm.launch_reduce(ws, pl_.splits, m, p, out, stride_out, out_c0, residual, act)
+               i(residual is not None), rt.act_code(act), i(vout), i(gemm_plan.k_split)))
+    if splits > 1:
+        gemm.launch_reduce(ws, splits, m, p, out, stride_out, out_c0, residual, act)

@@ -2,7 +2,7 @@
 
 Each family keeps its CUDA C in ``<family>.cu`` next to its loader; every ``.cu`` includes
 ``common.cuh`` (activation, cp.async and tensor-core helpers). A specialisation is a template
-instance named by a C++ expression (``"conv2d_igemm<128, 128, 8, 8, 8, 4, 1, true>"``); it is
+instance named by a C++ expression (``"conv2d_igemm<128, 128, 8, 8, 8, 4, 1>"``); it is
 compiled by NVRTC through ``cupy.RawModule`` the first time it is asked for and kept for the life of
 the process (CuPy also keeps the compiled cubin in its on-disk kernel cache, so a second process
 skips NVRTC).
