@@ -87,3 +87,17 @@ def test_network_matches_cpu_and_keras(name, tmp_path):
     assert rel_err(got1, want[:1]) <= 1e-4
     assert rel_err(got3, cpu(x)) <= 1e-4
     assert np.array_equal(np.argmax(got3, axis=1), np.argmax(want, axis=1))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(NETWORKS))
+def test_network_matches_the_cpu_backend(name):
+    """Needs no framework (the device image has no keras): the GPU against the CPU backend, which
+    test_networks_keras.py checks against Keras; seeded weights, batch 3 and batch 1."""
+    gpu = nets.load(name, classifier_activation=None, device="gpu")
+    cpu = nets.load(name, classifier_activation=None, device="cpu")
+    h, w, c = gpu.input_shape
+    x = nets.preprocess(name, np.random.default_rng(3).integers(0, 256, (3, h, w, c)).astype(np.uint8))
+    want = cpu(x)
+    assert rel_err(gpu(x), want) <= 1e-4
+    assert rel_err(gpu(x[:1]), want[:1]) <= 1e-4
