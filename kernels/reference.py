@@ -104,7 +104,7 @@ def global_max_pool(x):
 
 
 def add(a, b, act=None):
-    return _act(_f64(a) + _f64(b), act).astype(np.float32)
+    return add_broadcast(a, b, act)
 
 
 def dense(x, w, b=None, act=None):
@@ -147,3 +147,52 @@ def channel_affine(x, scale, shift, act=None):
 
 def concat(xs):
     return np.concatenate([np.asarray(x, dtype=np.float32) for x in xs], axis=-1)
+
+
+def _per_channel(a, b):
+    """``b`` as ``a``'s shape, or a per-sample channel vector (N, C) broadcast over a's spatial axes."""
+    b = _f64(b)
+    if b.shape != np.shape(a):
+        b = b.reshape((b.shape[0],) + (1,) * (np.ndim(a) - 2) + (b.shape[-1],))
+    return b
+
+
+def add_broadcast(a, b, act=None):
+    """a + b where b is a's shape or (N, C): the per-channel Add of squeeze-excite style graphs."""
+    return _act(_f64(a) + _per_channel(a, b), act).astype(np.float32)
+
+
+def mul(a, b, act=None):
+    """a * b where b is a's shape or (N, C) (squeeze-excite: a feature map scaled per channel)."""
+    return _act(_f64(a) * _per_channel(a, b), act).astype(np.float32)
+
+
+def layer_norm(x, gamma, beta, eps):
+    """Normalise over the last axis (channels): (x - mean) / sqrt(var + eps) * gamma + beta."""
+    x = _f64(x)
+    mu = x.mean(axis=-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(axis=-1, keepdims=True)
+    return ((x - mu) / np.sqrt(var + eps) * _f64(gamma) + _f64(beta)).astype(np.float32)
+
+
+def lrn(x, size, alpha, beta, bias):
+    """ONNX LRN across channels: x / (bias + alpha / size * sum of x^2 over the window)^beta, the
+    window being channels [c - floor((size - 1) / 2), c + ceil((size - 1) / 2)]."""
+    x = _f64(x)
+    c = x.shape[-1]
+    lo, hi = (size - 1) // 2, size - 1 - (size - 1) // 2
+    sq = np.pad(x * x, [(0, 0)] * (x.ndim - 1) + [(lo, hi)])
+    s = sum(sq[..., i:i + c] for i in range(size))
+    return (x / (bias + alpha / size * s) ** beta).astype(np.float32)
+
+
+def channel_gather(x, index):
+    """out[..., j] = x[..., index[j]] (channel slices, splits and shuffles)."""
+    return np.asarray(x, np.float32)[..., np.asarray(index, np.int64)].copy()
+
+
+def crop(x, box):
+    """x without ``box`` = (top, bottom, left, right) rows and columns at the borders."""
+    t, b, l, r = box
+    n, h, w, c = np.shape(x)
+    return np.array(np.asarray(x, np.float32)[:, t:h - b, l:w - r, :])

@@ -83,3 +83,23 @@ def concat(xs, out):
 
 def zero_pad(x, out, pad):
     out[...] = ref.zero_pad(x, pad)
+
+
+def mul(a, b, out, act=None):
+    out[...] = ref.mul(a, b, act)
+
+
+def layer_norm(x, gamma, beta, out, eps):
+    out[...] = ref.layer_norm(x, gamma, beta, eps)
+
+
+def lrn(x, out, size, alpha, beta, bias):
+    out[...] = ref.lrn(x, size, alpha, beta, bias)
+
+
+def channel_gather(x, index, out):
+    out[...] = ref.channel_gather(x, index)
+
+
+def crop(x, out, box):
+    out[...] = ref.crop(x, box)

@@ -56,17 +56,23 @@ class GraphBuilder:
         return v
 
     def conv2d(self, x, filters, kernel_size, strides=1, padding="valid", use_bias=True,
-               activation=None, name=None) -> str:
+               activation=None, groups=1, name=None) -> str:
         k, s = pair(kernel_size), pair(strides)
         cin = self.shapes[x][-1]
         act = self._act(activation, name)
         if act == "softmax":
             raise ModelError(f"layer {name!r}: softmax activation on a convolution is not supported")
-        ws = {"kernel": (k[0], k[1], cin, int(filters))}
+        groups = int(groups)
+        if groups < 1 or cin % groups or int(filters) % groups:
+            raise ModelError(f"layer {name!r}: groups={groups} must divide the {cin} input and {filters} output "
+                             "channels")
+        ws = {"kernel": (k[0], k[1], cin // groups, int(filters))}
         if use_bias:
             ws["bias"] = (int(filters),)
         attrs = dict(filters=int(filters), kernel_size=k, strides=s, use_bias=bool(use_bias), act=act,
                      pad=resolve_padding(padding, self.shapes[x], k, s))
+        if groups > 1:
+            attrs["groups"] = groups
         return self._add("conv2d", name, [x], attrs, ws)
 
     def depthwise_conv2d(self, x, kernel_size, strides=1, padding="valid", depth_multiplier=1,
@@ -142,20 +148,41 @@ class GraphBuilder:
 
     def zero_pad(self, x, padding, name=None) -> str:
         """Keras ZeroPadding2D: an int, a symmetric (h, w) pair, or ((top, bottom), (left, right))."""
-        if isinstance(padding, int):
-            pad = (padding,) * 4
-        else:
-            p0, p1 = padding
-            if isinstance(p0, int):
-                pad = (p0, p0, p1, p1)
-            else:
-                pad = (p0[0], p0[1], p1[0], p1[1])
-        return self._add("zero_pad", name, [x], {"pad": tuple(int(p) for p in pad)})
+        return self._add("zero_pad", name, [x], {"pad": _four(padding)})
 
     def add(self, xs, name=None) -> str:
         if len(xs) != 2:
             raise ModelError(f"layer {name!r}: add of {len(xs)} inputs is not supported (only 2)")
         return self._add("add", name, list(xs))
+
+    def mul(self, xs, activation=None, name=None) -> str:
+        """Element-wise product; the second input may be one value per channel ((1, 1, C) or (C,)),
+        as in squeeze-excite blocks."""
+        if len(xs) != 2:
+            raise ModelError(f"layer {name!r}: mul of {len(xs)} inputs is not supported (only 2)")
+        return self._add("mul", name, list(xs), {"act": self._act(activation, name)})
+
+    def layer_norm(self, x, epsilon=1e-3, center=True, scale=True, name=None) -> str:
+        """Keras' LayerNormalization over the channel axis; weights gamma and beta, as Keras orders them
+        (absent ones are filled with ones / zeros when the weights are set)."""
+        c = self.shapes[x][-1]
+        ws = {}
+        if scale:
+            ws["gamma"] = (c,)
+        if center:
+            ws["beta"] = (c,)
+        return self._add("layer_norm", name, [x], dict(epsilon=float(epsilon), center=bool(center),
+                                                        scale=bool(scale)), ws)
+
+    def lrn(self, x, size, alpha=1e-4, beta=0.75, bias=1.0, name=None) -> str:
+        return self._add("lrn", name, [x], dict(size=int(size), alpha=float(alpha), beta=float(beta), bias=float(bias)))
+
+    def crop(self, x, cropping, name=None) -> str:
+        """Keras Cropping2D: an int, a symmetric (h, w) pair, or ((top, bottom), (left, right))."""
+        return self._add("crop", name, [x], {"box": _four(cropping)})
+
+    def channel_gather(self, x, index, name=None) -> str:
+        return self._add("channel_gather", name, [x], {"index": tuple(int(i) for i in index)})
 
     def concat(self, xs, axis=-1, name=None) -> str:
         rank = len(self.shapes[xs[0]])
@@ -166,7 +193,7 @@ class GraphBuilder:
 
     def dense(self, x, units, use_bias=True, activation=None, name=None) -> str:
         fin = self.shapes[x]
-        ws = {"kernel": (fin[-1] if len(fin) == 1 else -1, int(units))}
+        ws = {"kernel": (fin[-1], int(units))}
         if use_bias:
             ws["bias"] = (int(units),)
         return self._add("dense", name, [x],
@@ -190,3 +217,13 @@ class GraphBuilder:
         g = Graph(self.name, self.nodes, self.inputs, list(outputs), self.shapes)
         g.validate()
         return g
+
+
+def _four(v) -> tuple[int, int, int, int]:
+    """Keras' padding / cropping forms -> (top, bottom, left, right)."""
+    if isinstance(v, int):
+        return (int(v),) * 4
+    p0, p1 = v
+    if isinstance(p0, int):
+        return (int(p0), int(p0), int(p1), int(p1))
+    return (int(p0[0]), int(p0[1]), int(p1[0]), int(p1[1]))

@@ -11,6 +11,8 @@ Pipeline (``optimize``):
     fold_zero_pad    ZeroPadding2D folded into the padding of the conv / depthwise / max pool after it
     fuse_residual    add(conv(x), y) -> conv with residual=y (the conv moves to the add's place)
     fuse_activation  ReLU / ReLU6 folded into the epilogue of the conv / depthwise / dense / add before it
+    split_grouped_convs  a conv with 1 < groups < channels becomes one conv per group on a channel
+                     slice (channel_gather), concatenated in place
     fuse_depthwise_pointwise  a depthwise conv and the 1x1 stride-1 conv that alone reads it become one
                      depthwise_pointwise node (its output never goes through memory)
     fuse_input_activation  a ReLU / ReLU6 whose only reader is a depthwise_pointwise node is applied by
@@ -27,6 +29,7 @@ from kernels import EPILOGUE_ACTIVATIONS
 from nets.errors import ModelError, WeightsError
 from nets.graph import ops
 from nets.graph.ir import Graph, Node
+from nets.graph.ops.conv import split_groups
 
 
 def _sole_consumer(g: Graph, value: str) -> Node | None:
@@ -147,9 +150,12 @@ def fuse_residual(g: Graph) -> Graph:
         if add.attrs.get("act") is not None:
             continue
         best = None
+        if g.shapes[add.inputs[0]] != g.shapes[add.inputs[1]]:
+            continue                  # a per-channel add: no residual of the output's shape
         for i, v in enumerate(add.inputs):
             prod = g.producer(v)
             if (prod is not None and prod.op == "conv2d" and prod.attrs.get("act") is None
+                    and prod.attrs.get("groups", 1) == 1
                     and prod.attrs.get("residual") is None and _sole_consumer(g, v) is add):
                 if best is None or g.nodes.index(prod) > g.nodes.index(best[0]):
                     best = (prod, add.inputs[1 - i])
@@ -171,6 +177,14 @@ def fuse_activation(g: Graph) -> Graph:
                 and _sole_consumer(g, prod.output) is act):
             prod.attrs["act"] = act.attrs["act"]
             g.absorb(prod, act)
+    return g
+
+
+def split_grouped_convs(g: Graph) -> Graph:
+    """Grouped convolutions (after BatchNorm, padding and activations are folded into them) become one
+    convolution per group on a channel slice, writing into its slice of the output."""
+    for node in [n for n in g.nodes if n.op == "conv2d" and n.attrs.get("groups", 1) > 1]:
+        split_groups(g, node)
     return g
 
 
@@ -229,6 +243,8 @@ def optimize(graph: Graph, fuse: bool = True) -> Graph:
         fold_zero_pad(g)
         fuse_residual(g)
         fuse_activation(g)
+    split_grouped_convs(g)
+    if fuse:
         fuse_depthwise_pointwise(g)
         fuse_input_activation(g)
     g.validate()

@@ -1,7 +1,9 @@
 """Convolutions: conv2d, depthwise_conv2d, separable_conv2d (lowered), depthwise_pointwise (fused).
 
 Attributes (set by ``GraphBuilder``; passes add the fused forms):
-    conv2d              filters, kernel_size, strides, pad (t, b, l, r), use_bias, act, [residual]
+    conv2d              filters, kernel_size, strides, pad (t, b, l, r), use_bias, act, [residual],
+                        [groups] (kernel (kh, kw, cin / groups, filters): groups == cin is lowered to a
+                        depthwise conv, other counts are split into one conv per group by the passes)
     depthwise_conv2d    kernel_size, strides, pad, depth_multiplier, use_bias, act
     separable_conv2d    filters, kernel_size, strides, pad, depth_multiplier, use_bias, act
     depthwise_pointwise (made by a pass: a depthwise conv and the 1x1 conv that alone reads it)
@@ -47,6 +49,10 @@ def _residual(call):
 def _conv2d_shape(node, in_shapes):
     a = node.attrs
     need_rank(node, in_shapes[0], 3)
+    groups = a.get("groups", 1)
+    if groups < 1 or in_shapes[0][2] % groups or a["filters"] % groups:
+        raise ModelError(f"layer {node.name!r}: {groups} groups do not divide {in_shapes[0][2]} input and "
+                         f"{a['filters']} output channels")
     oh, ow = window_out(node.name, in_shapes[0], a["kernel_size"], a["strides"], a["pad"])
     out = (oh, ow, a["filters"])
     _check_residual(node, in_shapes, out)
@@ -55,13 +61,67 @@ def _conv2d_shape(node, in_shapes):
 
 def _conv2d_macs(node, in_shapes, out):
     kh, kw = node.attrs["kernel_size"]
-    return out[0] * out[1] * out[2] * kh * kw * in_shapes[0][2]
+    return out[0] * out[1] * out[2] * kh * kw * in_shapes[0][2] // node.attrs.get("groups", 1)
 
 
 def _conv2d_ref(node, xs, out_shape):
     a, w = node.attrs, node.weights
     res = xs[1] if a.get("residual") is not None else None
-    return ref.conv2d(xs[0], w["kernel"], w.get("bias"), a["strides"], a["pad"], a.get("act"), res)
+    groups = a.get("groups", 1)
+    if groups == 1:
+        return ref.conv2d(xs[0], w["kernel"], w.get("bias"), a["strides"], a["pad"], a.get("act"), res)
+    cin, cout = xs[0].shape[-1] // groups, a["filters"] // groups
+    bias = w.get("bias")
+    parts = [ref.conv2d(xs[0][..., g * cin:(g + 1) * cin], w["kernel"][..., g * cout:(g + 1) * cout],
+                        None if bias is None else bias[g * cout:(g + 1) * cout], a["strides"], a["pad"])
+             for g in range(groups)]
+    y = np.concatenate(parts, axis=-1)
+    return ref.add(y, res, a.get("act")) if res is not None else ref.activation(y, a.get("act"))
+
+
+def _conv2d_lower(g, node):
+    """A convolution with as many groups as input channels is a depthwise one (ConvNeXt's 7x7):
+    output channel o belongs to input channel o // m, i.e. depthwise channel c * m + j."""
+    a = node.attrs
+    cin = g.shapes[node.inputs[0]][-1]
+    if a.get("groups", 1) == 1 or a["groups"] != cin:
+        return
+    kh, kw = a["kernel_size"]
+    m = a["filters"] // cin
+    node.op = "depthwise_conv2d"
+    node.attrs = dict(kernel_size=a["kernel_size"], strides=a["strides"], pad=a["pad"], depth_multiplier=m,
+                      use_bias=a["use_bias"], act=a["act"])
+    node.weight_shapes = dict(node.weight_shapes, depthwise_kernel=(kh, kw, cin, m))
+    del node.weight_shapes["kernel"]
+    node.weights = dict(node.weights, depthwise_kernel=node.weights["kernel"].reshape(kh, kw, cin, m))
+    del node.weights["kernel"]
+
+
+def split_groups(g, node):
+    """A grouped convolution (1 < groups < channels) as one convolution per group on a channel slice of
+    the input, written into its slice of the concatenated output (the planner makes that in place)."""
+    a = node.attrs
+    groups = a["groups"]
+    cin = g.shapes[node.inputs[0]][-1] // groups
+    cout = a["filters"] // groups
+    oh, ow, _ = g.shapes[node.output]
+    h, w, _ = g.shapes[node.inputs[0]]
+    at = g.nodes.index(node)
+    parts = []
+    for k in range(groups):
+        sl, conv = f"{node.name}/in{k}", f"{node.name}/group{k}"
+        g.shapes[sl], g.shapes[conv] = (h, w, cin), (oh, ow, cout)
+        weights = {"kernel": node.weights["kernel"][..., k * cout:(k + 1) * cout]}
+        shapes = {"kernel": weights["kernel"].shape}
+        if "bias" in node.weights:
+            weights["bias"], shapes["bias"] = node.weights["bias"][k * cout:(k + 1) * cout], (cout,)
+        g.nodes.insert(at, Node(sl, "channel_gather", [node.inputs[0]], sl,
+                                {"index": tuple(range(k * cin, (k + 1) * cin))}))
+        g.nodes.insert(at + 1, Node(conv, "conv2d", [sl], conv, dict(a, filters=cout, groups=1), shapes, weights))
+        at += 2
+        parts.append(conv)
+    node.op, node.inputs, node.attrs = "concat", parts, {}
+    node.weight_shapes, node.weights = {}, {}
 
 
 def _conv2d_kernel(c):
@@ -74,14 +134,14 @@ def _conv2d_export(ex, n, ins, out):
     res = ins[1] if a.get("residual") is not None else None
     plain = a.get("act") is None and res is None
     y = ex.conv(n, ins[0], ex.conv_weight(ex.weight(n, "kernel")), ex.bias(n), n.name,
-                out if plain else f"{n.output}__conv")
+                out if plain else f"{n.output}__conv", group=a.get("groups", 1))
     return ex.finish(n, y, a.get("act"), res)
 
 
 register(OpDef(
     "conv2d", _conv2d_shape, _conv2d_ref, _conv2d_macs,
     pack=lambda b, n: b.pack_conv2d(n.weights["kernel"], n.weights.get("bias")),
-    kernel=_conv2d_kernel, export=_conv2d_export, moments=weighted_moments,
+    kernel=_conv2d_kernel, lower=_conv2d_lower, export=_conv2d_export, moments=weighted_moments,
     epilogue=True, slice_writer=True, color="#1f77b4"))
 
 

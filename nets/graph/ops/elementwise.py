@@ -1,5 +1,8 @@
-"""Element-wise and per-channel ops: activation (act), add ([act]), batch_norm (epsilon, center, scale;
-folded by the passes), channel_affine ([act]; an unfolded batch norm: weights scale, shift), softmax.
+"""Element-wise and per-channel ops: activation (act), add and mul ([act]; the second input has the
+first's shape, or is one value per channel: (1, 1, C) or (C,), broadcast over H and W), batch_norm
+(epsilon, center, scale; folded by the passes), channel_affine ([act]; an unfolded batch norm:
+weights scale, shift), layer_norm (epsilon; weights gamma, beta; over channels), lrn (size, alpha,
+beta, bias; ONNX's local response normalisation across channels), softmax.
 
 ``activation.act`` is "relu", "relu6", "linear" (dropped by the passes) or "softmax" (lowered to the
 softmax op); kernels' fused epilogues take None, "relu" or "relu6".
@@ -48,23 +51,44 @@ register(OpDef("activation", same_shape, _act_ref, kernel=_act_kernel, lower=_ac
                color="#aec7e8"))
 
 
-# ----------------------------------------------------------------------------- add
+# ----------------------------------------------------------------------------- add / mul
 
-def _add_shape(node, in_shapes):
-    if any(tuple(s) != tuple(in_shapes[0]) for s in in_shapes):
-        raise ModelError(f"layer {node.name!r} (add): input shapes differ: {in_shapes}")
-    return tuple(in_shapes[0])
-
-
-def _add_kernel(c):
-    b, x, y, out, act = c.backend, c.ins[0], c.ins[1], c.out, c.node.attrs.get("act")
-    return Kernel(lambda: b.add(x, y, out, act), "add")
+def _binary_shape(node, in_shapes):
+    a, b = (tuple(s) for s in in_shapes)
+    if b != a and b not in ((1, 1, a[-1]), (a[-1],)):
+        raise ModelError(f"layer {node.name!r} ({node.op}): input shapes {a} and {b} do not match (the second may "
+                         f"also be one value per channel: (1, 1, {a[-1]}) or ({a[-1]},))")
+    return a
 
 
-def _add_export(ex, n, ins, out):
-    plain = n.attrs.get("act") is None
-    y = ex.emit("Add", ins, out if plain else f"{n.output}__sum", n.name)
-    return ex.finish(n, y, n.attrs.get("act"))
+def _second(c):
+    """The second input as the kernels take it: the first's shape, or (N, C)."""
+    a, b = c.ins
+    return b if b.shape == a.shape else b.reshape(c.batch, -1)
+
+
+def _binary(op, onnx_op, color, moments):
+    def reference(node, xs, out_shape):
+        b = xs[1] if xs[1].shape == xs[0].shape else xs[1].reshape(len(xs[1]), -1)
+        fn = ref.add if op == "add" else ref.mul
+        return fn(xs[0], b, node.attrs.get("act"))
+
+    def kernel(c):
+        fn, x, y, out, act = getattr(c.backend, op), c.ins[0], _second(c), c.out, c.node.attrs.get("act")
+        return Kernel(lambda: fn(x, y, out, act), op)
+
+    def export(ex, n, ins, out):
+        a, b = ins
+        if ex.g.shapes[n.inputs[1]] != ex.g.shapes[n.inputs[0]] and ex.is_map(n.inputs[0]) \
+                and not ex.is_map(n.inputs[1]):          # (N, C) against (N, C, H, W)
+            shp = ex.init(f"{n.name}/per_channel", np.array([0, -1, 1, 1], np.int64))
+            b = ex.emit("Reshape", [b, shp], f"{n.output}__per_channel", f"{n.name}/per_channel")
+        plain = n.attrs.get("act") is None
+        y = ex.emit(onnx_op, [a, b], out if plain else f"{n.output}__{op}", n.name)
+        return ex.finish(n, y, n.attrs.get("act"))
+
+    register(OpDef(op, _binary_shape, reference, kernel=kernel, export=export, moments=moments, epilogue=True,
+                   color=color))
 
 
 def _add_moments(node, ins, w, in_shapes):
@@ -72,8 +96,14 @@ def _add_moments(node, ins, w, in_shapes):
     return Moments(m0 + m1, s0 + s1 + 2 * m0 * m1)
 
 
-register(OpDef("add", _add_shape, lambda n, xs, out: ref.add(xs[0], xs[1], n.attrs.get("act")),
-               kernel=_add_kernel, export=_add_export, moments=_add_moments, epilogue=True, color="#7f7f7f"))
+def _mul_moments(node, ins, w, in_shapes):
+    """Independent factors: E[ab] = E[a] E[b], E[(ab)^2] = E[a^2] E[b^2]."""
+    (m0, s0), (m1, s1) = ins[0], ins[1]
+    return Moments(m0 * m1, s0 * s1)
+
+
+_binary("add", "Add", "#7f7f7f", _add_moments)
+_binary("mul", "Mul", "#c49c94", _mul_moments)
 
 
 # ----------------------------------------------------------------------------- batch_norm
@@ -140,3 +170,53 @@ def _softmax_kernel(c):
 
 register(OpDef("softmax", same_shape, lambda n, xs, out: ref.softmax(xs[0]), kernel=_softmax_kernel,
                export=lambda ex, n, ins, out: ex.emit("Softmax", [ins[0]], out, n.name, axis=1), color="#ffbb78"))
+
+
+# ----------------------------------------------------------------------------- layer_norm
+
+def _ln_params(n, channels):
+    """gamma and beta, ones / zeros for the ones Keras leaves out (scale / center off)."""
+    g = n.weights.get("gamma", np.ones(channels, np.float32))
+    return np.asarray(g, np.float32), np.asarray(n.weights.get("beta", np.zeros(channels, np.float32)), np.float32)
+
+
+def _ln_kernel(c):
+    b, x, out, n = c.backend, c.ins[0], c.out, c.node
+    g, t = (c.xp.asarray(a) for a in _ln_params(n, x.shape[-1]))
+    eps = n.attrs["epsilon"]
+    return Kernel(lambda: b.layer_norm(x, g, t, out, eps), "layer_norm")
+
+
+def _ln_export(ex, n, ins, out):
+    """ONNX LayerNormalization normalises the trailing axes: over channels of an NCHW map that needs the
+    channels last, so the node runs between two Transposes."""
+    args = [ex.init(f"{n.name}/{k}", v) for k, v in zip(("gamma", "beta"), _ln_params(n, ex.g.shapes[n.output][-1]))]
+    x = ins[0]
+    if ex.is_map(n.inputs[0]):
+        x = ex.emit("Transpose", [x], f"{n.output}__nhwc", f"{n.name}/to_nhwc", perm=[0, 2, 3, 1])
+        y = ex.emit("LayerNormalization", [x] + args, f"{n.output}__normed", n.name, axis=-1,
+                    epsilon=float(n.attrs["epsilon"]))
+        return ex.emit("Transpose", [y], out, f"{n.name}/to_nchw", perm=[0, 3, 1, 2])
+    return ex.emit("LayerNormalization", [x] + args, out, n.name, axis=-1, epsilon=float(n.attrs["epsilon"]))
+
+
+register(OpDef("layer_norm", same_shape,
+               lambda n, xs, out: ref.layer_norm(xs[0], *_ln_params(n, xs[0].shape[-1]), n.attrs["epsilon"]),
+               kernel=_ln_kernel, export=_ln_export, moments=lambda n, ins, w, sh: Moments(0.0, 1.0),
+               color="#f7b6d2"))
+
+
+# ----------------------------------------------------------------------------- lrn
+
+def _lrn_kernel(c):
+    b, x, out, a = c.backend, c.ins[0], c.out, c.node.attrs
+    return Kernel(lambda: b.lrn(x, out, a["size"], a["alpha"], a["beta"], a["bias"]), "lrn")
+
+
+register(OpDef("lrn", same_shape,
+               lambda n, xs, out: ref.lrn(xs[0], n.attrs["size"], n.attrs["alpha"], n.attrs["beta"], n.attrs["bias"]),
+               kernel=_lrn_kernel,
+               export=lambda ex, n, ins, out: ex.emit("LRN", [ins[0]], out, n.name, size=int(n.attrs["size"]),
+                                                      alpha=float(n.attrs["alpha"]), beta=float(n.attrs["beta"]),
+                                                      bias=float(n.attrs["bias"])),
+               color="#9edae5"))

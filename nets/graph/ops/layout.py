@@ -1,5 +1,6 @@
-"""Ops that move data without arithmetic: input (shape), zero_pad (pad), concat (along channels),
-flatten and reshape (target_shape; views of their input, no copy), dropout (identity at inference).
+"""Ops that move data without arithmetic: input (shape), zero_pad (pad), crop (box: the inverse),
+concat (along channels), channel_gather (index: out[..., j] = x[..., index[j]]; channel slices and
+shuffles), flatten and reshape (target_shape; views of their input, no copy), dropout (identity).
 """
 
 from __future__ import annotations
@@ -116,3 +117,59 @@ register(OpDef("reshape", _reshape_shape, _view_ref, kernel=lambda c: Kernel(lam
 
 register(OpDef("dropout", same_shape, lambda n, xs, out: xs[0], lower=lambda g, n: g.drop(n),
                export=lambda ex, n, ins, out: ins[0], color="#c7c7c7"))
+
+
+# ----------------------------------------------------------------------------- crop
+
+def _crop_shape(node, in_shapes):
+    x = in_shapes[0]
+    need_rank(node, x, 3)
+    t, b, l, r = node.attrs["box"]
+    if min(t, b, l, r) < 0 or t + b >= x[0] or l + r >= x[1]:
+        raise ModelError(f"layer {node.name!r} (crop): cropping {node.attrs['box']} leaves nothing of the "
+                         f"{x[0]}x{x[1]} input")
+    return (x[0] - t - b, x[1] - l - r, x[2])
+
+
+def _crop_kernel(c):
+    b, x, out, box = c.backend, c.ins[0], c.out, c.node.attrs["box"]
+    return Kernel(lambda: b.crop(x, out, box), "crop")
+
+
+def _crop_export(ex, n, ins, out):
+    t, b, l, r = (int(p) for p in n.attrs["box"])
+    h, w, _ = ex.g.shapes[n.inputs[0]]
+    starts = ex.init(f"{n.name}/starts", np.array([t, l], np.int64))
+    ends = ex.init(f"{n.name}/ends", np.array([h - b, w - r], np.int64))
+    axes = ex.init(f"{n.name}/axes", np.array([2, 3], np.int64))
+    return ex.emit("Slice", [ins[0], starts, ends, axes], out, n.name)
+
+
+register(OpDef("crop", _crop_shape, lambda n, xs, out: ref.crop(xs[0], n.attrs["box"]), kernel=_crop_kernel,
+               export=_crop_export, keeps_sign=True, color="#98df8a"))
+
+
+# ----------------------------------------------------------------------------- channel_gather
+
+def _gather_shape(node, in_shapes):
+    x, index = in_shapes[0], node.attrs["index"]
+    if not index or min(index) < 0 or max(index) >= x[-1]:
+        raise ModelError(f"layer {node.name!r} (channel_gather): channel indices must lie in 0..{x[-1] - 1}, "
+                         f"got {len(index)} from {min(index, default=None)} to {max(index, default=None)}")
+    return tuple(x[:-1]) + (len(index),)
+
+
+def _gather_kernel(c):
+    b, x, out = c.backend, c.ins[0], c.out
+    index = c.xp.asarray(np.asarray(c.node.attrs["index"], np.int64))
+    return Kernel(lambda: b.channel_gather(x, index, out), "channel_gather")
+
+
+def _gather_export(ex, n, ins, out):
+    index = ex.init(f"{n.name}/index", np.asarray(n.attrs["index"], np.int64))
+    return ex.emit("Gather", [ins[0], index], out, n.name, axis=1)
+
+
+register(OpDef("channel_gather", _gather_shape, lambda n, xs, out: ref.channel_gather(xs[0], n.attrs["index"]),
+               kernel=_gather_kernel, export=_gather_export, keeps_sign=True,
+               color="#c5b0d5"))

@@ -128,8 +128,10 @@ class Exporter:
         return t
 
     # -------------------------------------------------------------------- layers
-    def conv(self, n: Node, x: str, w: np.ndarray, bias, name: str, out: str, group: int = 1) -> str:
-        a = n.attrs
+    def conv(self, n: Node, x: str, w: np.ndarray, bias, name: str, out: str, group: int = 1,
+             unit_window: bool = False) -> str:
+        """A Conv node with the layer's strides and padding (``unit_window``: 1x1, stride 1, no padding)."""
+        a = {"strides": (1, 1), "pad": (0, 0, 0, 0)} if unit_window else n.attrs
         ins = [x, self.init(f"{name}/W", w)]
         if bias is not None:
             ins.append(self.init(f"{name}/B", bias))
