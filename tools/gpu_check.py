@@ -4,8 +4,10 @@
 
 writes into RESULTS_DIR (created):
     env.txt                       nvidia-smi, driver, CUDA, CuPy, torch, the commit
-    tests.log, tests.xml          python -m pytest -m gpu (every GPU test: kernels on the device, the
-                                  toy graph and the networks through the runtime)
+    tests.log, tests.xml          python -m pytest -m "gpu and not slow": kernels on the device, the
+                                  toy graph through the runtime (eager, CUDA graph)
+    network_tests.log/.xml        python -m pytest -m "gpu and slow": the six networks against the CPU
+                                  backend (and Keras where it is installed); run last
     accuracy.txt                  bench/gpu_accuracy.py: fp32 and TF32 conv2d errors on the device
     compare_<net>.txt/.json/.png  nets compare <net> (CPU vs GPU per layer: times, speed-up, agreement)
                                   for resnet50 and mobilenet
@@ -13,7 +15,7 @@ writes into RESULTS_DIR (created):
                                   eager and CUDA graph, batch 1 and 32, the six networks
     summary.txt, summary.json     each step: status, seconds, exit code, the command
 
-Every step runs in its own process with its own cap, inside the overall budget (default 330 s, under
+Every step runs in its own process with its own cap, inside the overall budget (default 345 s, under
 the 6 minutes a device session may give it); a step that hits its cap is killed and reported as
 ``timeout`` with whatever output it had written. Where no CUDA device is usable the GPU steps report
 ``no device`` with the reason (also in NO_DEVICE.txt), the test selection still runs (every GPU test
@@ -38,7 +40,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMPARE_NETS = ("resnet50", "mobilenet")
 # seconds per step at most (each also gets no more than what is left of the budget)
-CAPS = {"tests": 100, "accuracy": 30, "compare_resnet50": 70, "compare_mobilenet": 50, "bench_torch_gpu": 150}
+CAPS = {"tests": 90, "accuracy": 20, "compare_resnet50": 60, "compare_mobilenet": 40, "bench_torch_gpu": 120,
+        "network_tests": 150}
 
 
 def device_problem() -> str | None:
@@ -100,7 +103,7 @@ def write_env(out, problem):
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("results", help="folder for every output (created)")
-    p.add_argument("--budget-s", type=float, default=330.0, help="overall time budget in seconds (default 330)")
+    p.add_argument("--budget-s", type=float, default=345.0, help="overall time budget in seconds (default 345)")
     p.add_argument("--bench-repeat", type=int, default=20, help="timed runs per bench cell (default 20)")
     args = p.parse_args(argv)
 
@@ -115,12 +118,17 @@ def main(argv=None) -> int:
     write_env(out, problem)
     steps: list[dict] = []
 
-    # the GPU tests: with no device they all skip with the reason, which still checks the selection
-    run_step("tests", [py, "-m", "pytest", "-m", "gpu", "-q", "-rs", "-p", "no:cacheprovider",
-                       f"--junitxml={os.path.join(out, 'tests.xml')}"],
-             os.path.join(out, "tests.log"), CAPS["tests"], deadline, steps, env)
-    if problem and steps[-1]["status"] == "ok":
-        steps[-1]["status"] = "ok, all skipped (no device)"
+    def gpu_tests(name, marks):
+        """pytest -m gpu in two parts: kernels and toy graphs first, the six networks last (they take
+        longest and get what the budget leaves). Without a device every test skips with the reason,
+        which still checks the selection."""
+        run_step(name, [py, "-m", "pytest", "-m", marks, "-q", "-rs", "-p", "no:cacheprovider",
+                        f"--junitxml={os.path.join(out, name + '.xml')}"],
+                 os.path.join(out, name + ".log"), CAPS[name], deadline, steps, env)
+        if problem and steps[-1]["status"] == "ok":
+            steps[-1]["status"] = "ok, all skipped (no device)"
+
+    gpu_tests("tests", "gpu and not slow")
 
     gpu_steps = [("accuracy", [py, os.path.join("bench", "gpu_accuracy.py")], os.path.join(out, "accuracy.txt"))]
     gpu_steps += [(f"compare_{net}", [py, "-m", "nets", "compare", net, "--repeat", "10",
@@ -140,6 +148,8 @@ def main(argv=None) -> int:
                               output=os.path.basename(log)))
         else:
             run_step(name, cmd, log, CAPS[name], deadline, steps, env)
+
+    gpu_tests("network_tests", "gpu and slow")
 
     total = round(time.monotonic() - start, 1)
     header = (f"gpu_check: {'NO DEVICE: ' + problem if problem else 'device usable'}; "
