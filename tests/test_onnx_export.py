@@ -96,9 +96,9 @@ def test_missing_weights_and_unsupported_ops_are_reported():
     with pytest.raises(Exception, match="not loaded"):
         to_onnx_model(g)
     g = fill_weights(toy_graph())
-    g.node("pool").op = "lrn"
+    g.node("pool").op = "roi_align"
     g.node("mixed").op = "upsample"
-    with pytest.raises(UnsupportedError, match=r"pool \(lrn\).*mixed \(upsample\)"):
+    with pytest.raises(UnsupportedError, match=r"pool \(roi_align\).*mixed \(upsample\)"):
         to_onnx_model(g)
 
 
