@@ -4,7 +4,7 @@ Whole-network profiles of ONNX Runtime add ~15-30 us a node, too much to compare
 0.1-1 ms; a chain of N identical blocks (different weights each, as in a network) timed end to end
 and divided by N is not distorted that way. Each block is 3x3 depthwise (stride 1, pad 1) + ReLU
 then 1x1 conv C > C + ReLU; ``--part`` times only one half. Ours runs the same kernels as a network
-(``kernels.cpu.sepconv.depthwise_pointwise``, or ``depthwise_conv2d`` / ``conv2d`` alone) on
+(``kernels.cpu.depthwise_pointwise``, or ``depthwise_conv2d`` / ``conv2d`` alone) on
 64-byte aligned buffers; ORT gets the NCHW ONNX graph (its NCHWc transform keeps the blocked
 layout across the chain). Rounds alternate ours and ORT with a pause between blocks of repeats.
 
@@ -27,9 +27,14 @@ sys.path.insert(0, os.environ.get("KN_ROOT") or os.path.join(os.path.dirname(os.
 import numba  # noqa: E402
 
 from kernels import aligned_empty  # noqa: E402
-from kernels.cpu.conv import conv2d, pack_conv2d  # noqa: E402
-from kernels.cpu.depthwise import depthwise_conv2d, pack_depthwise  # noqa: E402
-from kernels.cpu.sepconv import depthwise_pointwise, pack_depthwise_pointwise  # noqa: E402
+from kernels.cpu import (  # noqa: E402  (the backend's public names: the same in older trees)
+    conv2d,
+    depthwise_conv2d,
+    depthwise_pointwise,
+    pack_conv2d,
+    pack_depthwise,
+    pack_depthwise_pointwise,
+)
 
 
 def ort_chain(weights, c, h, batch, part, threads):

@@ -27,7 +27,7 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=0, help="timed runs (default: ~2 s worth, 20 to 200)")
     ap.add_argument("--stream-mb", type=float, nargs="+",
-                    help="values of kernels.cpu.conv.STREAM_BYTES (MB) to alternate in one process")
+                    help="values of kernels.cpu.conv.dispatch.STREAM_BYTES (MB) to alternate in one process")
     args = ap.parse_args(argv)
     for name in args.models:
         m = nets.load(name, classifier_activation=None, threads=args.threads, seed=0)
@@ -46,6 +46,7 @@ def main(argv=None):
             print(f"{name} b{args.batch}t{args.threads} {1e3 * statistics.median(ts):.3f} ms")
             continue
         import kernels.cpu.conv as conv
+        conv = getattr(conv, "dispatch", conv)     # STREAM_BYTES: conv/dispatch.py (conv.py in older trees)
         ts = {mb: [] for mb in args.stream_mb}
         for _ in range(max(3, n // 3)):
             for mb in args.stream_mb:

@@ -5,19 +5,24 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 import kernels.cpu
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def source_digest():
+    """sha1 over every .py file below kernels/cpu, by relative path ('conv/tile.py'): name, then contents."""
     here = os.path.dirname(os.path.abspath(kernels.cpu.__file__))
+    files = sorted(os.path.relpath(os.path.join(root, f), here).split(os.sep)
+                   for root, _, names in os.walk(here) if "__pycache__" not in root for f in names if f.endswith(".py"))
+    assert ["conv", "tile.py"] in files
     digest = hashlib.sha1()
-    for name in sorted(os.listdir(here)):
-        if name.endswith(".py"):
-            digest.update(name.encode())
-            with open(os.path.join(here, name), "rb") as f:
-                digest.update(f.read())
+    for parts in files:
+        digest.update("/".join(parts).encode())
+        with open(os.path.join(here, *parts), "rb") as f:
+            digest.update(f.read())
     return digest.hexdigest()[:12]
 
 
@@ -29,8 +34,10 @@ def test_cache_folder_is_keyed_by_the_sources_under_the_users_cache_dir(tmp_path
     assert out.stdout.strip() == os.path.join(str(tmp_path), "numba-" + source_digest())
 
 
-def test_an_edited_source_selects_another_folder(tmp_path):
-    # a copy of the package with one kernel file changed must not share the original's folder
+@pytest.mark.parametrize("edited", ["conv/narrow.py", "common.py"])
+def test_an_edited_source_selects_another_folder(tmp_path, edited):
+    # a copy of the package with one kernel file changed (in kernels/cpu or a folder below) must not
+    # share the original's folder
     import shutil
 
     pkg = tmp_path / "kernels"
@@ -40,7 +47,7 @@ def test_an_edited_source_selects_another_folder(tmp_path):
     env.pop("NUMBA_CACHE_DIR", None)
     run = dict(env=env, cwd=str(tmp_path), capture_output=True, text=True, check=True)
     before = subprocess.run([sys.executable, "-c", code], **run)
-    with open(pkg / "cpu" / "conv_narrow.py", "a") as f:
+    with open(pkg / "cpu" / edited, "a") as f:
         f.write("\n# edited\n")
     after = subprocess.run([sys.executable, "-c", code], **run)
     assert before.stdout.strip() == "numba-" + source_digest()

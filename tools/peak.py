@@ -3,7 +3,7 @@
     python tools/peak.py [--threads N] [--seconds 0.3] [--mib 256]
 
 FMA peak: a register-only loop over 24 independent accumulator vectors (a 6 x 64 float32 stack tile,
-the same one kernels/cpu/conv_tile.py uses, so 24 zmm with AVX-512); each step does acc = acc * m + a
+the same one kernels/cpu/conv/tile.py uses, so 24 zmm with AVX-512); each step does acc = acc * m + a
 on all of them, i.e. 6 * 64 FMAs = 768 FLOPs with no memory traffic. 24 chains cover the FMA latency
 (4 cycles) x pipes (2) many times over, so the loop is throughput-bound. "All cores" runs one such
 loop per thread in a prange and divides the total FLOPs by the wall time of the slowest.
@@ -31,14 +31,14 @@ from numba import njit, prange
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from kernels.cpu.conv_tile import MR, NR, _stack_tile  # noqa: E402
+from kernels.cpu.conv.tile import MR, NR, register_tile  # noqa: E402
 
 FLOPS_PER_STEP = 2 * MR * NR
 
 
 @njit(fastmath=True, cache=True, inline="always")
 def _fma_body(steps, m, a):
-    acc = _stack_tile()
+    acc = register_tile()
     for p in range(MR):
         for c in range(NR):
             acc[p, c] = np.float32(p + c) * np.float32(1e-3)

@@ -13,24 +13,19 @@ R x B accumulator in registers (R <= 4 batch rows at a time) and walks k, doing 
 per B-wide weight row: each weight byte is read from memory once per R batch rows. The
 accumulator is a stack tile (a heap ``np.zeros`` one was stored back to L1 every k: 10-13 GB/s on
 the 4096x4096 / 25088x4096 layers, 3 GB/s at batch 8); at batch 1 k is split four ways over the
-tile's rows so 16 FMA chains are in flight. Measured 1 thread, load ~12, old and new in one run:
-batch 1 2048x1000 54 -> 102 GB/s (L3-resident), 4096x4096 10 -> 36 GB/s; batch 8 2.5-7x.
+tile's rows so 16 FMA chains are in flight.
 
 Bench: ``python bench/bench_kernels.py`` (VGG fc1, ResNet/Inception/MobileNet classifiers).
 """
 
 from types import SimpleNamespace
 
-import numba
 import numpy as np
 from numba import njit, prange
 
 from kernels import aligned_copy, aligned_empty, aligned_zeros
-from kernels.cpu.elementwise import act_code, apply_act, use_parallel
+from kernels.cpu.common import JIT, PJIT, act_code, apply_act, thread_chunks, use_parallel
 from kernels.cpu.stack import stack_tile
-
-_JIT = dict(fastmath=True, cache=True, nogil=True)
-_PJIT = dict(parallel=True, fastmath=True, cache=True, nogil=True)
 
 BLOCK = 64
 ROWS = 4
@@ -39,7 +34,7 @@ ROWS = 4
 _acc_tile = stack_tile(ROWS, BLOCK)
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def _dense_blocks(x, wp, b, out, act, j0, j1):
     """Output column blocks j0..j1 for every batch row, ROWS batch rows per pass over the weights.
 
@@ -108,7 +103,7 @@ def _dense_blocks(x, wp, b, out, act, j0, j1):
                     out[r0 + rr, o0 + q] = apply_act(acc[rr, q] + bb[q], act)
 
 
-@njit(**_PJIT)
+@njit(**PJIT)
 def _dense_par(x, wp, b, out, act, step, nchunk):
     nb = wp.shape[0]
     for k in prange(nchunk):
@@ -133,9 +128,6 @@ def dense(x, packed, out, act=None):
     code = act_code(act)
     nb = packed.wp.shape[0]
     if use_parallel(packed.wp.nbytes) and nb > 1:
-        k = numba.get_num_threads()
-        # Several blocks per thread keep the split even when nb is not a multiple of k.
-        step = max(1, -(-nb // (4 * k))) if nb >= 8 * k else -(-nb // k)
-        _dense_par(x, packed.wp, packed.b, out, code, step, -(-nb // step))
+        _dense_par(x, packed.wp, packed.b, out, code, *thread_chunks(nb, per_thread=4))
     else:
         _dense_blocks(x, packed.wp, packed.b, out, code, 0, nb)

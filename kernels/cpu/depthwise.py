@@ -25,7 +25,7 @@ Variants (``packed.variant``, set to what the latest call ran):
                       stay in L1 for all its rows.
   ``dw_generic``      any window and multiplier: the output channel vector of a pixel is kept in
                       L1 and each valid tap is folded into it.
-The same window kernel is the first half of ``kernels/cpu/sepconv.py`` (depthwise fused with the
+The same window kernel is the first half of ``depthwise_pointwise.py`` (depthwise fused with the
 1x1 convolution after it), which can also apply an activation to the inputs as it loads them.
 
 Numba leaves LLVM's SLP vectoriser off, so only loops are vectorised: the tile keeps the channel
@@ -34,12 +34,6 @@ to a stack tile (no runtime alias checks; the activation is applied on the way o
 loop became a memcpy call per pixel), and indexes with unsigned offsets (a signed index gets
 Python's negative-index wraparound select, which LLVM turned into gathers). All arrays are flat
 ``raw_view``s: slices would be reference-counted per tile.
-
-Measured (``python tools/ab.py /tmp/base . -- python {root}/bench/bench_kernels.py --only depthwise
---threads 1`` with /tmp/base a worktree of commit 011aa68, which had per-pixel border code, sliced
-rows and NumPy's 16-byte aligned buffers, as its runtime did): MobileNet's layers 0.61-0.76x the time
-at 112x112 to 28x28 (conv_dw_1: 0.069 ms, 105 GFLOP/s), 0.85-0.90x at 14x14, 1.0x at 7x7x1024;
-Xception's 19x19x728 0.85x (0.069 ms, 68 GFLOP/s).
 
 Bench: ``python bench/bench_kernels.py`` (MobileNet's depthwise layers).
 """
@@ -50,15 +44,12 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from kernels import aligned_copy, aligned_zeros, conv_output_size
-from kernels.cpu.elementwise import act_code, apply_act, use_parallel
+from kernels import ACT_NONE, aligned_copy, aligned_zeros, conv_output_size
+from kernels.cpu.common import JIT, PJIT, act_bounds, act_code, apply_act, thread_chunks, use_parallel
 from kernels.cpu.stack import raw_view, stack_tile
 
-_JIT = dict(fastmath=True, cache=True, nogil=True)
-_PJIT = dict(parallel=True, fastmath=True, cache=True, nogil=True)
 
-
-@njit(**_JIT)
+@njit(**JIT)
 def _dw_pixel_generic(x, w, b, o, n, y0, x0, mult, act):
     """One output pixel, any window / multiplier; taps in the padding are skipped."""
     h, wd, c = x.shape[1], x.shape[2], x.shape[3]
@@ -78,12 +69,12 @@ def _dw_pixel_generic(x, w, b, o, n, y0, x0, mult, act):
                     v = src[ci]
                     for m in range(mult):
                         o[ci * mult + m] += v * wt[ci * mult + m]
-    if act != 0:
+    if act != ACT_NONE:
         for q in range(cm):
             o[q] = apply_act(o[q], act)
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def _dw_generic_rows(x, w, b, out, sh, sw, pt, pl, mult, act, c0, r0, r1):
     oh, ow = out.shape[1], out.shape[2]
     cm = x.shape[3] * mult
@@ -94,7 +85,7 @@ def _dw_generic_rows(x, w, b, out, sh, sw, pt, pl, mult, act, c0, r0, r1):
             _dw_pixel_generic(x, w, b, out[n, oy, ox, c0:c0 + cm], n, oy * sh - pt, ox * sw - pl, mult, act)
 
 
-@njit(**_PJIT)
+@njit(**PJIT)
 def _dw_generic_par(x, w, b, out, sh, sw, pt, pl, mult, act, c0, step, nchunk):
     rows = out.shape[0] * out.shape[1]
     for k in prange(nchunk):
@@ -104,23 +95,18 @@ def _dw_generic_par(x, w, b, out, sh, sw, pt, pl, mult, act, c0, step, nchunk):
 _u = np.uint64   # an index that is not wraparound-checked: see _dw3x3_tile
 
 
-@njit(inline="always")
-def _ia(v, IA):
-    """The activation applied to an input as it is loaded (IA: 0 none, 1 relu, 2 relu6; a constant
-    at every call site): Xception's ReLU before each separable conv, whose input is also the
-    un-activated residual, costs no pass of its own. Padding stays zero (relu(0) = 0)."""
-    if IA == 1:
-        return max(v, np.float32(0.0))
-    if IA == 2:
-        return min(max(v, np.float32(0.0)), np.float32(6.0))
-    return v
+# The activation applied to an input as it is loaded (IA, a constant at every call site): Xception's
+# ReLU before each separable conv, whose input is also the un-activated residual, costs no pass of its
+# own. Padding stays zero (relu(0) = 0).
+_ia = apply_act
+
 TP = 4     # output pixels per 3x3 tile (one row, adjacent columns)
 TQ = 64    # channels per tile chunk: 4 zmm per pixel; a 64-trip loop is vectorised, not fully unrolled
 
 
 # The tile's vector loop stores into this stack buffer rather than into ``out``: with 4 output rows
 # x 12 input streams LLVM's runtime overlap checks exceed its limit and it would run scalar.
-_stack_tile = stack_tile(TP, TQ)
+_tile_sums = stack_tile(TP, TQ)
 
 
 @njit(inline="always")
@@ -133,7 +119,7 @@ def _dw3x3_tile(xf, wf, b, of, base, rowlen, c, nq, obase, ostride, lo, hi, SW, 
     select, which LLVM turned into gathers. All arrays are flat ``raw_view``s (a slice per tile
     would be reference-counted: atomic NRT calls that both threads contend on).
     """
-    tmp = _stack_tile()
+    tmp = _tile_sums()
     k1, k2, k3, k4, k5, k6, k7, k8 = c, 2 * c, 3 * c, 4 * c, 5 * c, 6 * c, 7 * c, 8 * c
     s1, s2, s3 = SW * c, 2 * SW * c, 3 * SW * c
     x0 = raw_view(xf, base)
@@ -170,7 +156,7 @@ def _dw3x3_tile(xf, wf, b, of, base, rowlen, c, nq, obase, ostride, lo, hi, SW, 
             o[q] = min(max(tmp[p, q], lo), hi)
 
 
-_pixel_tile = stack_tile(1, TQ)
+_pixel_sums = stack_tile(1, TQ)
 
 
 @njit(inline="always")
@@ -179,7 +165,7 @@ def _dw_pixel(xf, wf, b, of, base, rowlen, c, nq, obase, lo, hi, KH, KW, IA):
     full window that starts at ``base`` of the input and the (possibly shifted) weights ``wf``. The
     sums go to a stack tile first: stored straight into ``out`` next to 2 * KH * KW input streams,
     LLVM's runtime overlap checks exceed its limit and the loop stays scalar."""
-    tmp = _pixel_tile()
+    tmp = _pixel_sums()
     for q in range(nq):
         acc = b[_u(q)]
         for i in range(KH):
@@ -192,8 +178,8 @@ def _dw_pixel(xf, wf, b, of, base, rowlen, c, nq, obase, lo, hi, KH, KW, IA):
 
 
 @njit(inline="always")
-def _dw_rows_window(xf, h, wd, c, wall, vslot, b, of, oh, ow, ostride, KH, KW, SW, IA, sh, sw, pt, pl, act,
-                    c0, r_lo, r_hi, rbase, i0, i1):
+def dw_rows_window(xf, h, wd, c, wall, vslot, b, of, oh, ow, ostride, KH, KW, SW, IA, sh, sw, pt, pl, act,
+                   c0, r_lo, r_hi, rbase, i0, i1):
     """Work items i0..i1 over output rows [r_lo, r_hi) (flattened over n, oy; see below), multiplier 1.
     Inlined (Numba IR) into closures where KH, KW and SW are constants, so the tap loops unroll and
     the channel loop vectorises with the sum in a register. SW > 0 (3x3 only, SW == sw): runs of TP
@@ -210,8 +196,7 @@ def _dw_rows_window(xf, h, wd, c, wall, vslot, b, of, oh, ow, ostride, KH, KW, S
     ox_lo = min(ow, (pl + sw - 1) // sw)
     ox_hi = max(ox_lo, min(ow, (wd - KW + pl) // sw + 1))
     ox_t = ox_lo + (ox_hi - ox_lo) // TP * TP if SW > 0 else ox_lo
-    lo = np.float32(0.0) if act != 0 else np.float32(-3.0e38)
-    hi = np.float32(6.0) if act == 2 else np.float32(3.0e38)
+    lo, hi = act_bounds(act)
     # work items (channel chunk, output row) in chunk-major order: a chunk's weights in all their
     # shifted versions (9 x 9 x TQ floats for 3x3) stay in L1 while every row and pixel uses them;
     # with pixels outermost the shifted copies of all channels (330 KB at 1024 channels) streamed
@@ -283,23 +268,23 @@ def _specialised(kh, kw, sw):
         return _SPECIALISED[key]
     KH, KW = kh, kw
 
-    @njit(**_JIT)
+    @njit(**JIT)
     def rows_fn(x, wvar, vslot, b, out, sh, sw, pt, pl, act, c0):
         n, h, wd, c = x.shape
         oh, ow, ostride = out.shape[1], out.shape[2], out.shape[3]
         items = n * oh * ((c + TQ - 1) // TQ)
-        _dw_rows_window(raw_view(x, 0), h, wd, c, raw_view(wvar, 0), vslot, raw_view(b, 0), raw_view(out, 0),
-                        oh, ow, ostride, KH, KW, SW, 0, sh, sw, pt, pl, act, c0, 0, n * oh, 0, 0, items)
+        dw_rows_window(raw_view(x, 0), h, wd, c, raw_view(wvar, 0), vslot, raw_view(b, 0), raw_view(out, 0),
+                       oh, ow, ostride, KH, KW, SW, 0, sh, sw, pt, pl, act, c0, 0, n * oh, 0, 0, items)
 
-    @njit(**_PJIT)
+    @njit(**PJIT)
     def par_fn(x, wvar, vslot, b, out, sh, sw, pt, pl, act, c0, threads):
         n, h, wd, c = x.shape
         oh, ow, ostride = out.shape[1], out.shape[2], out.shape[3]
         items = n * oh * ((c + TQ - 1) // TQ)
         xf, wf, bf, of = raw_view(x, 0), raw_view(wvar, 0), raw_view(b, 0), raw_view(out, 0)
         for k in prange(threads):
-            _dw_rows_window(xf, h, wd, c, wf, vslot, bf, of, oh, ow, ostride, KH, KW, SW, 0, sh, sw, pt, pl, act,
-                            c0, 0, n * oh, 0, k * items // threads, (k + 1) * items // threads)
+            dw_rows_window(xf, h, wd, c, wf, vslot, bf, of, oh, ow, ostride, KH, KW, SW, 0, sh, sw, pt, pl, act,
+                           c0, 0, n * oh, 0, k * items // threads, (k + 1) * items // threads)
 
     _SPECIALISED[key] = (rows_fn, par_fn)
     return rows_fn, par_fn
@@ -352,10 +337,6 @@ def depthwise_conv2d(x, packed, out, stride, pad, act=None, out_c0=0):
     # at 2 threads: the 7x7x1024 and 14x14 stride-2 layers ran 25-30% faster split than serial,
     # partly because the previous (parallel) layer left half of their input in the other core's L2.
     parallel = use_parallel(DW_BYTES_WEIGHT * 4 * (x.size + n * oh * ow * packed.c * packed.mult)) and rows > 1
-    if parallel:
-        k = numba.get_num_threads()
-        step = -(-rows // (4 * k)) if rows >= 8 * k else -(-rows // k)
-        nchunk = -(-rows // step)
     # the compiled window kernel clamps border windows inside the input: it needs one to fit
     packed.variant = packed.fast if h >= packed.kh and w >= packed.kw else "dw_generic"
     if packed.variant != "dw_generic":
@@ -370,6 +351,7 @@ def depthwise_conv2d(x, packed, out, stride, pad, act=None, out_c0=0):
         else:
             rows_fn(x, wvar, vslot, packed.b, out, sh, sw, pt, pl, code, c0)
     elif parallel:
-        _dw_generic_par(x, packed.w, packed.b, out, sh, sw, pt, pl, packed.mult, code, c0, step, nchunk)
+        _dw_generic_par(x, packed.w, packed.b, out, sh, sw, pt, pl, packed.mult, code, c0,
+                        *thread_chunks(rows, per_thread=4))
     else:
         _dw_generic_rows(x, packed.w, packed.b, out, sh, sw, pt, pl, packed.mult, code, c0, 0, rows)

@@ -6,59 +6,18 @@ figure of merit is GB/s (bytes = inputs + output). Buffers are treated as flat f
 Large problems split the flat range into one chunk per thread (``prange``); small ones call the
 serial worker directly, because waking the thread pool costs more than a batch-1 layer.
 
-This module also holds the helpers the other CPU kernel files share: ``act_code`` (activation
-name -> int for the compiled kernels), ``apply_act`` and ``use_parallel``.
-
 Bench: ``python bench/bench_kernels.py``.
 """
 
-import numba
 import numpy as np
 from numba import njit, prange
 
-ACT_CODES = {None: 0, "relu": 1, "relu6": 2}
-
-# Work (in bytes moved) above which the parallel launcher is worth its wake-up cost.
-PARALLEL_BYTES = 1 << 19
-
-_JIT = dict(fastmath=True, cache=True, nogil=True)
-_PJIT = dict(parallel=True, fastmath=True, cache=True, nogil=True)
-
-
-def act_code(act):
-    try:
-        return ACT_CODES[act]
-    except KeyError:
-        raise ValueError(f"unknown activation {act!r}; expected one of {list(ACT_CODES)}") from None
-
-
-def use_parallel(nbytes):
-    """Whether a kernel moving ``nbytes`` should run on the thread pool."""
-    return nbytes >= PARALLEL_BYTES and numba.get_num_threads() > 1
-
-
-@njit(inline="always")
-def apply_act(v, act):
-    """relu / relu6 on a float32 scalar; ``act`` is loop-invariant so LLVM unswitches it."""
-    if act == 1:
-        return max(v, np.float32(0.0))
-    if act == 2:
-        return min(max(v, np.float32(0.0)), np.float32(6.0))
-    return v
-
-
-def _chunks(n):
-    """Per-thread split of a flat range of n items, in multiples of 64 (cache-line friendly)."""
-    k = numba.get_num_threads()
-    step = -(-n // k)
-    step = -(-step // 64) * 64
-    return step, -(-n // step)
-
+from kernels.cpu.common import JIT, PJIT, act_code, apply_act, thread_chunks, use_parallel
 
 # ---------------------------------------------------------------- add / activation
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def _add_span(a, b, out, act):
     # Whole (sliced) arrays and a loop from 0: a provably non-negative index lets LLVM drop
     # Python's negative-index wraparound and vectorise.
@@ -66,7 +25,7 @@ def _add_span(a, b, out, act):
         out[i] = apply_act(a[i] + b[i], act)
 
 
-@njit(**_PJIT)
+@njit(**PJIT)
 def _add_par(a, b, out, act, step, nchunk):
     n = a.size
     for k in prange(nchunk):
@@ -79,18 +38,18 @@ def add(a, b, out, act=None):
     fa, fb, fo = a.reshape(-1), b.reshape(-1), out.reshape(-1)
     code = act_code(act)
     if use_parallel(12 * fa.size):
-        _add_par(fa, fb, fo, code, *_chunks(fa.size))
+        _add_par(fa, fb, fo, code, *thread_chunks(fa.size, align=64))
     else:
         _add_span(fa, fb, fo, code)
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def _act_span(x, out, act):
     for i in range(x.size):
         out[i] = apply_act(x[i], act)
 
 
-@njit(**_PJIT)
+@njit(**PJIT)
 def _act_par(x, out, act, step, nchunk):
     n = x.size
     for k in prange(nchunk):
@@ -103,7 +62,7 @@ def activation(x, out, act):
     fx, fo = x.reshape(-1), out.reshape(-1)
     code = act_code(act)
     if use_parallel(8 * fx.size):
-        _act_par(fx, fo, code, *_chunks(fx.size))
+        _act_par(fx, fo, code, *thread_chunks(fx.size, align=64))
     else:
         _act_span(fx, fo, code)
 
@@ -111,7 +70,7 @@ def activation(x, out, act):
 # ---------------------------------------------------------------- channel_affine
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def _affine_rows(x, scale, shift, out, act, r0, r1):
     c = x.shape[1]
     for r in range(r0, r1):
@@ -119,7 +78,7 @@ def _affine_rows(x, scale, shift, out, act, r0, r1):
             out[r, j] = apply_act(x[r, j] * scale[j] + shift[j], act)
 
 
-@njit(**_PJIT)
+@njit(**PJIT)
 def _affine_par(x, scale, shift, out, act, step, nchunk):
     rows = x.shape[0]
     for k in prange(nchunk):
@@ -135,9 +94,7 @@ def channel_affine(x, scale, shift, out, act=None):
     code = act_code(act)
     rows = fx.shape[0]
     if use_parallel(8 * fx.size) and rows > 1:
-        k = numba.get_num_threads()
-        step = -(-rows // k)
-        _affine_par(fx, scale, shift, fo, code, step, -(-rows // step))
+        _affine_par(fx, scale, shift, fo, code, *thread_chunks(rows))
     else:
         _affine_rows(fx, scale, shift, fo, code, 0, rows)
 
@@ -145,7 +102,7 @@ def channel_affine(x, scale, shift, out, act=None):
 # ---------------------------------------------------------------- softmax
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def _softmax_rows(x, out, r0, r1):
     k = x.shape[1]
     for r in range(r0, r1):
@@ -162,7 +119,7 @@ def _softmax_rows(x, out, r0, r1):
             out[r, j] *= inv
 
 
-@njit(**_PJIT)
+@njit(**PJIT)
 def _softmax_par(x, out):
     for r in prange(x.shape[0]):
         _softmax_rows(x, out, r, r + 1)
@@ -181,7 +138,7 @@ def softmax(x, out):
 # ---------------------------------------------------------------- concat / zero_pad
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def _copy_cols(x, out, c0, r0, r1):
     """out[r, c0:c0+C] = x[r, :] for rows r0..r1 of 2-D row views."""
     c = x.shape[1]
@@ -192,7 +149,7 @@ def _copy_cols(x, out, c0, r0, r1):
             dst[j] = src[j]
 
 
-@njit(**_PJIT)
+@njit(**PJIT)
 def _copy_cols_par(x, out, c0, step, nchunk):
     rows = x.shape[0]
     for k in prange(nchunk):
@@ -202,9 +159,7 @@ def _copy_cols_par(x, out, c0, step, nchunk):
 def _copy_into_channels(x2, out2, c0):
     rows = x2.shape[0]
     if use_parallel(8 * x2.size) and rows > 1:
-        k = numba.get_num_threads()
-        step = -(-rows // k)
-        _copy_cols_par(x2, out2, c0, step, -(-rows // step))
+        _copy_cols_par(x2, out2, c0, *thread_chunks(rows))
     else:
         _copy_cols(x2, out2, c0, 0, rows)
 
@@ -220,7 +175,7 @@ def concat(xs, out):
         c0 += c
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def _pad_rows(x, out, t, l, r0, r1):
     """Rows r0..r1 of out (flattened over N*OH): zeros outside the copied window of x.
 
@@ -247,7 +202,7 @@ def _pad_rows(x, out, t, l, r0, r1):
         tail[:] = zero
 
 
-@njit(**_PJIT)
+@njit(**PJIT)
 def _pad_par(x, out, t, l, step, nchunk):
     rows = out.shape[0] * out.shape[1]
     for k in prange(nchunk):
@@ -259,8 +214,6 @@ def zero_pad(x, out, pad):
     t, _, l, _ = (int(p) for p in pad)
     rows = out.shape[0] * out.shape[1]
     if use_parallel(4 * (x.size + out.size)) and rows > 1:
-        k = numba.get_num_threads()
-        step = -(-rows // k)
-        _pad_par(x, out, t, l, step, -(-rows // step))
+        _pad_par(x, out, t, l, *thread_chunks(rows))
     else:
         _pad_rows(x, out, t, l, 0, rows)

@@ -11,21 +11,17 @@ count_include_pad=False) are implemented without a padded copy of the input.
 Bench: ``python bench/bench_kernels.py`` (ResNet's 3x3/2 max pool, Inception's 3x3/1 avg pool).
 """
 
-import numba
 import numpy as np
 from numba import njit, prange
 
 from kernels import conv_output_size
-from kernels.cpu.elementwise import use_parallel
-
-_JIT = dict(fastmath=True, cache=True, nogil=True)
-_PJIT = dict(parallel=True, fastmath=True, cache=True, nogil=True)
+from kernels.cpu.common import JIT, PJIT, thread_chunks, use_parallel
 
 # Windows with a compiled interior (the ones real networks use); others run the generic rows.
 SPECIALISED_WINDOWS = {(2, 2), (3, 3)}
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def _pool_pixel(x, o, n, y0, x0, kh, kw, mode):
     """One output pixel, any window; only taps inside the input are visited."""
     h, w, c = x.shape[1], x.shape[2], x.shape[3]
@@ -53,7 +49,7 @@ def _pool_pixel(x, o, n, y0, x0, kh, kw, mode):
             o[q] *= scale
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def _pool_rows(x, out, kh, kw, sh, sw, pt, pl, mode, c0, r0, r1):
     """Output rows r0..r1 of N*OH. mode 0: max, 1: avg over real cells, 2: avg over kh*kw."""
     c = x.shape[3]
@@ -65,7 +61,7 @@ def _pool_rows(x, out, kh, kw, sh, sw, pt, pl, mode, c0, r0, r1):
             _pool_pixel(x, out[n, oy, ox, c0:c0 + c], n, oy * sh - pt, ox * sw - pl, kh, kw, mode)
 
 
-@njit(**_PJIT)
+@njit(**PJIT)
 def _pool_par(x, out, kh, kw, sh, sw, pt, pl, mode, c0, step, nchunk):
     rows = out.shape[0] * out.shape[1]
     for k in prange(nchunk):
@@ -123,11 +119,11 @@ def _specialised(kh, kw):
         return _SPECIALISED[(kh, kw)]
     KH, KW = kh, kw
 
-    @njit(**_JIT)
+    @njit(**JIT)
     def rows_fn(x, out, kh, kw, sh, sw, pt, pl, mode, c0, r0, r1):
         _pool_rows_window(x, out, KH, KW, sh, sw, pt, pl, mode, c0, r0, r1)
 
-    @njit(**_PJIT)
+    @njit(**PJIT)
     def par_fn(x, out, kh, kw, sh, sw, pt, pl, mode, c0, step, nchunk):
         rows = out.shape[0] * out.shape[1]
         for k in prange(nchunk):
@@ -150,9 +146,7 @@ def _pool(x, out, pool, stride, pad, mode, out_c0):
     rows = n * oh
     rows_fn, par_fn = _specialised(kh, kw) if (kh, kw) in SPECIALISED_WINDOWS else (_pool_rows, _pool_par)
     if use_parallel(4 * (x.size + n * oh * ow * c)) and rows > 1:
-        k = numba.get_num_threads()
-        step = -(-rows // (4 * k)) if rows >= 8 * k else -(-rows // k)
-        par_fn(x, out, kh, kw, sh, sw, pt, pl, mode, int(out_c0), step, -(-rows // step))
+        par_fn(x, out, kh, kw, sh, sw, pt, pl, mode, int(out_c0), *thread_chunks(rows, per_thread=4))
     else:
         rows_fn(x, out, kh, kw, sh, sw, pt, pl, mode, int(out_c0), 0, rows)
 
@@ -170,7 +164,7 @@ def avg_pool2d(x, out, pool, stride, pad, count_include_pad, out_c0=0):
 # ---------------------------------------------------------------- global pooling
 
 
-@njit(**_JIT)
+@njit(**JIT)
 def _global_rows(x, out, is_max, n0, n1):
     h, w, c = x.shape[1], x.shape[2], x.shape[3]
     inv = np.float32(1.0) / np.float32(h * w)
@@ -195,7 +189,7 @@ def _global_rows(x, out, is_max, n0, n1):
                 o[q] *= inv
 
 
-@njit(**_PJIT)
+@njit(**PJIT)
 def _global_par(x, out, is_max):
     for n in prange(x.shape[0]):
         _global_rows(x, out, is_max, n, n + 1)

@@ -1,4 +1,4 @@
-"""The register-tile micro-kernel behind every Numba convolution (see ``kernels/cpu/conv.py``).
+"""The register-tile micro-kernel behind every Numba convolution (see ``__init__.py``).
 
 One tile = ``MR`` output pixels x ``NR`` output channels, accumulated in a stack buffer that LLVM
 promotes to 24 zmm registers. The stack buffer is the whole trick: a heap ``np.zeros`` accumulator
@@ -14,8 +14,7 @@ row remainder; only the last tile of the whole output is partial (it recomputes 
 Weights are packed ``[cout_blocks, kh, kw * cin, NR]`` so the inner loop reads one contiguous
 64-float row per ``k``.
 
-Three things cost more than the FMAs until they were found (ResNet50's 1x1 layers with cin = 64 at
-1 thread: 0.170 -> 0.114 ms):
+Three things cost more than the FMAs until they were found (timings in bench/RESULTS.md):
   - a slice such as ``xf[o0 + d:]`` made inside a kernel carries its parent's reference count, so
     making and dropping the tile's ~20 row views called NRT_incref / NRT_decref each time: atomic
     updates of one counter that both threads share, ~450 of the ~630 cycles a tile spent outside
@@ -25,25 +24,23 @@ Three things cost more than the FMAs until they were found (ResNet50's 1x1 layer
     now sets the accumulator (``acc = a * w``) and the loop runs from the second over views that
     start there (a loop from 1 left LLVM unsure the weight index was non-negative: gathers);
   - weights come from DRAM in a network (ResNet50 holds 100 MB of them): the first tile of each
-    panel waited for it. Each tile now prefetches a slice of the next panel (``_work_item``).
+    panel waited for it. Each tile now prefetches a slice of the next panel (``tile_item``).
 """
 
 import numpy as np
 from numba import njit
 
+from kernels.cpu.common import JIT, act_bounds
 from kernels.cpu.stack import prefetch, raw_view, stack_tile, store_fence, stream16
 
 MR = 6      # output pixels per tile (24 accumulators + 4 weight vectors + broadcasts fit 32 zmm)
 NR = 64     # output channels per tile (4 zmm of 16 floats)
 MC = 16     # tiles per work item: 96 output pixels share one hot weight panel
 
-ACT_NONE, ACT_RELU, ACT_RELU6 = 0, 1, 2
+register_tile = stack_tile(MR, NR)     # the (MR, NR) accumulator, kept in zmm registers
 
 
-_stack_tile = stack_tile(MR, NR)     # the (MR, NR) accumulator, kept in zmm registers
-
-
-@njit(fastmath=True, cache=True, inline="always")
+@njit(inline="always", **JIT)
 def _pixel_offset(m, last, ohw, ow_n, sh, sw, img, rowstride, cin):
     """Flat offset of the first input of output pixel m (clamped to the last pixel)."""
     if m > last:
@@ -55,8 +52,8 @@ def _pixel_offset(m, last, ohw, ow_n, sh, sw, img, rowstride, cin):
     return n * img + oh * sh * rowstride + ow * sw * cin
 
 
-@njit(fastmath=True, cache=True, inline="always")
-def _next_pixel(m, last, n, oy, ox, o, ohw, ow_n, sh, sw, img, rowstride, cin):
+@njit(inline="always", **JIT)
+def next_pixel(m, last, n, oy, ox, o, ohw, ow_n, sh, sw, img, rowstride, cin):
     """(n, oy, ox, offset) of output pixel m given those of pixel m - 1; past the last pixel the
     last one is repeated (the partial last tile)."""
     if m > last:
@@ -71,8 +68,8 @@ def _next_pixel(m, last, n, oy, ox, o, ohw, ow_n, sh, sw, img, rowstride, cin):
     return n, oy, ox, n * img + oy * sh * rowstride + ox * sw * cin
 
 
-@njit(fastmath=True, cache=True)
-def _tile(xf, wf, bias, out, res, ostride, m0, cb, geom, act, has_res, i0, i1, pf, adv):
+@njit(**JIT)
+def _tile(xf, wf, bias, out, res, ostride, m0, cb, g, act, has_res, i0, i1, pf, adv):
     """Output pixels [m0, m0+MR) x channels [cb*NR, cb*NR+NR), summed over kernel rows [i0, i1): a
     pass that does not start at row 0 resumes from the partial sums in ``out``, one that does not end
     at the last row stores partial sums there; only the last pass applies the epilogue.
@@ -81,10 +78,11 @@ def _tile(xf, wf, bias, out, res, ostride, m0, cb, geom, act, has_res, i0, i1, p
     a reference is reference-counted (an atomic NRT_incref / NRT_decref on a counter both threads
     share), and ~20 of them per tile cost ~400 cycles. The accumulator is set by the first k
     (a zeroing loop became a memset call followed by reloads)."""
-    ohw, ow_n, sh, sw, img, rowstride, cin, kh, kk, m_total, cout, c0, rb, nt = geom
-    last = m_total - 1
+    ohw, ow_n, sh, sw, cin = g.out_hw, g.out_w, g.stride_h, g.stride_w, g.cin
+    img, rowstride, kh, kk, c0 = g.image_len, g.row_len, g.kh, g.k_len, g.out_c0
+    last = g.pixels - 1
     n0 = cb * NR
-    nc = min(NR, cout - n0)
+    nc = min(NR, g.cout - n0)
     if img == ohw * cin:
         # unpadded 1x1 stride 1: pixel m's inputs start at m * cin (no divisions: they cost as
         # much as the k loop when cin is 32-64)
@@ -103,12 +101,12 @@ def _tile(xf, wf, bias, out, res, ostride, m0, cb, geom, act, has_res, i0, i1, p
         oy = r // ow_n
         ox = r - oy * ow_n
         o0 = n * img + oy * sh * rowstride + ox * sw * cin
-        n, oy, ox, o1 = _next_pixel(m0 + 1, last, n, oy, ox, o0, ohw, ow_n, sh, sw, img, rowstride, cin)
-        n, oy, ox, o2 = _next_pixel(m0 + 2, last, n, oy, ox, o1, ohw, ow_n, sh, sw, img, rowstride, cin)
-        n, oy, ox, o3 = _next_pixel(m0 + 3, last, n, oy, ox, o2, ohw, ow_n, sh, sw, img, rowstride, cin)
-        n, oy, ox, o4 = _next_pixel(m0 + 4, last, n, oy, ox, o3, ohw, ow_n, sh, sw, img, rowstride, cin)
-        n, oy, ox, o5 = _next_pixel(m0 + 5, last, n, oy, ox, o4, ohw, ow_n, sh, sw, img, rowstride, cin)
-    acc = _stack_tile()
+        n, oy, ox, o1 = next_pixel(m0 + 1, last, n, oy, ox, o0, ohw, ow_n, sh, sw, img, rowstride, cin)
+        n, oy, ox, o2 = next_pixel(m0 + 2, last, n, oy, ox, o1, ohw, ow_n, sh, sw, img, rowstride, cin)
+        n, oy, ox, o3 = next_pixel(m0 + 3, last, n, oy, ox, o2, ohw, ow_n, sh, sw, img, rowstride, cin)
+        n, oy, ox, o4 = next_pixel(m0 + 4, last, n, oy, ox, o3, ohw, ow_n, sh, sw, img, rowstride, cin)
+        n, oy, ox, o5 = next_pixel(m0 + 5, last, n, oy, ox, o4, ohw, ow_n, sh, sw, img, rowstride, cin)
+    acc = register_tile()
     ks = 0
     if i0 > 0:
         for p in range(MR):
@@ -169,30 +167,25 @@ def _tile(xf, wf, bias, out, res, ostride, m0, cb, geom, act, has_res, i0, i1, p
                 for c in range(nc):
                     prow[c] = acc[p, c]
         return
-    _epilogue(acc, MR, bias, out, res, ostride, m0, last, n0, nc, c0, cout, act, has_res, nt)
+    _epilogue(acc, MR, bias, out, res, ostride, m0, last, n0, nc, c0, g.cout, act, has_res, g.stream)
 
 
-@njit(fastmath=True, cache=True, inline="always")
-def _epilogue(acc, rows, bias, out, res, ostride, m0, last, n0, nc, c0, cout, act, has_res, nt):
+@njit(inline="always", **JIT)
+def _epilogue(acc, rows, bias, out, res, ostride, m0, last, n0, nc, c0, cout, act, has_res, stream):
     """out[m, c0 + n0 + c] = act(acc + bias (+ residual)) for the tile's valid pixels and channels.
 
     The output and residual rows are slices of the (raw) flat arrays, not ``raw_view``s: with raw
-    views here, 1x1 layers whose outputs and residuals miss the cache (ResNet50 at batch 8, 25 MB
-    a layer) ran 1.2-1.7x slower, at 1 and 2 threads, though the vector code looked the same; a
-    ``raw_view`` given the row's true length did not help either. The slices' NRT_incref calls on
-    a null meminfo (no atomics) are what differs, and cost ~2% on warm-cache layers.
+    views here, 1x1 layers whose outputs and residuals miss the cache (ResNet50 at batch 8) ran
+    1.2-1.7x slower though the vector code looked the same; the slices' NRT_incref calls on a null
+    meminfo (no atomics) are what differs.
 
-    ``nt`` (``geom[13]``, set by ``conv.streams_output`` for outputs of >= 8 MB with aligned rows):
-    full 64-channel rows are finished in the tile and written with non-temporal stores. A normal
-    store first reads the line it writes (read-for-ownership): a 25 MB output (MobileNet's
-    conv_pw_1 at batch 8) took 1.5 ms to fill with plain vector stores here, 0.59 ms streamed. The
-    1x1 32>64 layer on 317x317 (25 MB out, 2 threads): 1.49-1.75 -> 1.20-1.22 ms; whole networks at
-    batch 8: MobileNet 25.9 -> 25.0 ms, ResNet50 116.6 -> 115.0, Xception 348 -> 333. (Outputs that
-    fit L3 are read back from it by the next layer, so they keep plain stores.)"""
-    lo = np.float32(0.0) if act != ACT_NONE else np.float32(-3.0e38)
-    hi = np.float32(6.0) if act == ACT_RELU6 else np.float32(3.0e38)
+    ``stream`` (``ConvGeom.stream``, set by ``dispatch.streams_output`` for outputs of >= 8 MB with
+    aligned rows): full 64-channel rows are finished in the tile and written with non-temporal
+    stores. A normal store first reads the line it writes (read-for-ownership); outputs that fit
+    L3 are read back from it by the next layer, so they keep plain stores."""
+    lo, hi = act_bounds(act)
     bias_b = raw_view(bias, n0)
-    if nt and nc == NR:
+    if stream and nc == NR:
         # non-temporal: the finished row is built in the tile and streamed out (see ``stream16``;
         # the caller checked that every row start is 64-byte aligned)
         for p in range(rows):
@@ -200,8 +193,8 @@ def _epilogue(acc, rows, bias, out, res, ostride, m0, last, n0, nc, c0, cout, ac
             if m <= last:
                 ob = m * ostride + c0 + n0
                 if has_res:
-                    rb = m * cout + n0
-                    rrow = res[rb:rb + NR]
+                    res_at = m * cout + n0
+                    rrow = res[res_at:res_at + NR]
                     for c in range(NR):
                         acc[p, c] = min(max(acc[p, c] + bias_b[c] + rrow[c], lo), hi)
                 else:
@@ -216,8 +209,8 @@ def _epilogue(acc, rows, bias, out, res, ostride, m0, last, n0, nc, c0, cout, ac
             ob = m * ostride + c0 + n0
             orow = out[ob:ob + nc]
             if has_res:
-                rb = m * cout + n0
-                rrow = res[rb:rb + nc]
+                res_at = m * cout + n0
+                rrow = res[res_at:res_at + nc]
                 for c in range(nc):
                     orow[c] = min(max(acc[p, c] + bias_b[c] + rrow[c], lo), hi)
             else:
@@ -228,12 +221,12 @@ def _epilogue(acc, rows, bias, out, res, ostride, m0, last, n0, nc, c0, cout, ac
 _row_tile = stack_tile(1, NR)
 
 
-@njit(fastmath=True, cache=True, inline="always")
-def _tile_row(xf, wf, bias, out, res, ostride, m, cb, geom, act, has_res):
+@njit(inline="always", **JIT)
+def row_tile(xf, wf, bias, out, res, ostride, m, cb, g, act, has_res):
     """One output pixel x NR channels: the tile for outputs of fewer than MR pixels (the classifier
     on a 1x1 map), where the 6-pixel tile would do 6x the FMAs for one row of weights."""
-    ohw, ow_n, sh, sw, img, rowstride, cin, kh, kk, m_total, cout, c0, rb, nt = geom
-    o = _pixel_offset(m, m, ohw, ow_n, sh, sw, img, rowstride, cin)
+    rowstride, kh, kk, cout = g.row_len, g.kh, g.k_len, g.cout
+    o = _pixel_offset(m, m, g.out_hw, g.out_w, g.stride_h, g.stride_w, g.image_len, rowstride, g.cin)
     acc = _row_tile()
     for c in range(NR):
         acc[0, c] = np.float32(0.0)
@@ -246,30 +239,29 @@ def _tile_row(xf, wf, bias, out, res, ostride, m, cb, geom, act, has_res):
             for c in range(NR):
                 acc[0, c] += a * wi[wk + c]
     n0 = cb * NR
-    _epilogue(acc, 1, bias, out, res, ostride, m, m, n0, min(NR, cout - n0), c0, cout, act, has_res, 0)
+    _epilogue(acc, 1, bias, out, res, ostride, m, m, n0, min(NR, cout - n0), g.out_c0, cout, act, has_res, 0)
 
 
-@njit(fastmath=True, cache=True)
-def _work_item(xf, wf, bias, out, res, ostride, geom, act, has_res, cb, lo, hi):
-    """Tiles [lo, hi) x channel block cb, kernel rows in passes of ``rb``. While its tiles compute on
-    one weight panel they prefetch the panel that comes next in memory (the next kernel rows of the
-    block, or the next block's, which is the next work item of the same thread under static
-    scheduling): tile j of n takes the j-th slice of it, ``adv`` floats per k. Without this the
-    first tile of every panel waits on DRAM: ResNet50's stage-5 layers (4-9 MB of weights each,
-    streamed from DRAM in a network) ran at 80% of their warm-cache speed, now at 95-100%.
+@njit(**JIT)
+def tile_item(xf, wf, bias, out, res, ostride, g, act, has_res, cb, lo, hi):
+    """Tiles [lo, hi) x channel block cb, kernel rows in passes of ``g.rows_per_pass``. While its
+    tiles compute on one weight panel they prefetch the panel that comes next in memory (the next
+    kernel rows of the block, or the next block's, which is the next work item of the same thread
+    under static scheduling): tile j of n takes the j-th slice of it, ``adv`` floats per k. Without
+    this the first tile of every panel waits on DRAM (a network's weights do not fit L3).
     A function of its own, not inlined into the drivers: inlined into the serial driver, LLVM kept
     storing the accumulators to the stack on every k once the loop held a prefetch."""
-    kh, kk, rb = geom[7], geom[8], geom[12]
+    kh, kk, per_pass = g.kh, g.k_len, g.rows_per_pass
     n = hi - lo
     adv = max(1, NR // n)
-    for i0 in range(0, kh, rb):
-        i1 = min(kh, i0 + rb)
+    for i0 in range(0, kh, per_pass):
+        i1 = min(kh, i0 + per_pass)
         nxt = (cb * kh + i1) * kk * NR
         if nxt >= wf.size:
             nxt = 0
         seg = ((i1 - i0) * kk * NR + n - 1) // n
         for mt in range(lo, hi):
-            _tile(xf, wf, bias, out, res, ostride, mt * MR, cb, geom, act, has_res, i0, i1,
+            _tile(xf, wf, bias, out, res, ostride, mt * MR, cb, g, act, has_res, i0, i1,
                   nxt + (mt - lo) * seg, adv)
-    if geom[13]:
+    if g.stream:
         store_fence()

@@ -10,7 +10,7 @@ blocks (groups > 1 only when there are fewer blocks than threads):
     1. input transform of the block's tiles into ``V[36, TB, cin]`` (per-thread scratch); with
        channel groups, instead one parallel loop transforms every tile once into a shared V first
     2. for each channel block, for each of the 36 points: ``M[p] = V[p] @ U[p]`` with the 6x64
-       register tile of ``conv_tile.py`` (weights ``U`` packed ``[cout/64, 36, cin, 64]``)
+       register tile of ``tile.py`` (weights ``U`` packed ``[cout/64, 36, cin, 64]``)
     3. output transform of ``M[36, TB, 64]`` fused with bias, residual, activation and ``out_c0``.
 Every weight panel ``U[cb, p]`` is used by all TB tiles of the block (2*TB FLOPs per float read
 from L3/DRAM), which is why small maps (few tiles) with many channels stay on the direct kernel:
@@ -27,18 +27,7 @@ bench/compare_ort.py).
 Code: ``winograd_conv.inspect_asm()`` (uncached compile) has 134 ``vfmadd*ps`` on zmm and none on
 ymm/xmm; the 6x64 GEMM tile is the same 24-FMA k loop as the direct kernel.
 
-Measured (``python bench/bench_conv.py`` shapes, batch 1, 1 thread, load average ~1, direct ms ->
-Winograd ms; effective GFLOP/s counts direct-convolution FLOPs, peak 255/core):
-    224x224  64->64    17.1 -> 14.8   (0.87x; 249 effective: transforms of 64 channels dominate)
-    112x112 128->128   15.8 ->  9.1   (0.58x; 408)
-     56x56  256->256   15.2 ->  6.9   (0.45x; 540, i.e. the GEMM part at ~135 real GFLOP/s, 53%)
-     28x28  512->512   16.4 ->  7.1   (0.43x; 525)
-     14x14  512->512    4.1 ->  2.5   (0.60x; 376: 16 tiles reuse each 37 MB weight panel 16x)
-     56/28/14 px ResNet50 c2-c4 3x3:  0.97/0.94/0.92 -> 0.77/0.51/0.52
-     35x35 64->96, 96->96 (InceptionV3): 0.77/1.13 -> 0.51/0.67;  17x17 192->192: 0.78 -> 0.51
-     7x7 512->512 (4 tiles, 64 pixels computed for 49): 1.06 -> 1.32, so it stays direct at batch 1;
-     at batch 8 (32 tiles): 15.2 -> 7.1.  cin 32 (147x147 32->64): 3.27 -> 2.04 (once its tiles read
-     flat views; error 6e-6), 32->32 at 149x149: 2.17 -> 2.09, so Winograd starts at 32 channels.
+Timings against the direct kernel per layer shape: bench/RESULTS.md.
 """
 
 import numba
@@ -46,7 +35,8 @@ import numpy as np
 from numba import njit, prange
 
 from kernels import aligned_copy, aligned_zeros
-from kernels.cpu.conv_tile import ACT_NONE, ACT_RELU6, MR, NR, _stack_tile
+from kernels.cpu.common import JIT, PJIT, act_bounds
+from kernels.cpu.conv.tile import MR, NR, register_tile
 from kernels.cpu.stack import raw_view
 
 TILE = 4                # output pixels per tile side
@@ -71,7 +61,7 @@ def transform_weights(kernel):
     return aligned_copy(padded.reshape(POINTS, cin, nb, NR).transpose(2, 0, 1, 3))
 
 
-@njit(fastmath=True, cache=True, inline="always")
+@njit(inline="always", **JIT)
 def _input_transform(xp, v, tmp, t0, r0, r1, th, tw):
     """V[p, r, :] = (B^T d B)[p] for the 6x6 patch of tile t0 + r, r in r0 .. r1-1. Rows are flat
     ``raw_view``s (72 reference-counted slices per tile otherwise)."""
@@ -134,12 +124,12 @@ def _input_transform(xp, v, tmp, t0, r0, r1, th, tw):
                 v5[c] = np.float32(4.0) * e1[c] - np.float32(5.0) * e3[c] + e5[c]
 
 
-@njit(fastmath=True, cache=True)
+@njit(**JIT)
 def _gemm_tile(a, ao, lda, w, wo, kdim, mo, moff):
     """mo[moff : moff + 6 * NR] (6 rows of NR) = a[6 rows at ao, lda apart] @ w[kdim x NR at wo], in a
     6x64 register tile. Flat ``raw_view``s: row slices would be reference-counted per tile (atomic
     NRT calls both threads contend on). The accumulator is set by the first k."""
-    acc = _stack_tile()
+    acc = register_tile()
     a0 = raw_view(a, ao)
     a1 = raw_view(a, ao + lda)
     a2 = raw_view(a, ao + 2 * lda)
@@ -193,16 +183,15 @@ def _gemm_tile(a, ao, lda, w, wo, kdim, mo, moff):
             row[pb + c] = acc[p, c]
 
 
-@njit(fastmath=True, cache=True, inline="always")
-def _output_transform(m, s, out, res, bias, t0, nt, cb, geom, act, has_res):
-    """Y = A^T M A for each tile of the block, + bias (+ residual), activation, valid pixels only.
-    Rows are flat ``raw_view``s (no reference counting per row)."""
-    th, tw, oh, ow, cout, c0 = geom[0], geom[1], geom[2], geom[3], geom[4], geom[5]
-    tiles_img = th * tw
+@njit(inline="always", **JIT)
+def _output_transform(m, s, out, res, bias, t0, count, cb, g, act, has_res):
+    """Y = A^T M A for tiles t0 .. t0 + count - 1, + bias (+ residual), activation, valid pixels
+    only. Rows are flat ``raw_view``s (no reference counting per row)."""
+    tw, oh, ow, cout, c0 = g.tiles_w, g.oh, g.ow, g.cout, g.out_c0
+    tiles_img = g.tiles_h * tw
     n0 = cb * NR
     nc = min(NR, cout - n0)
-    lo = np.float32(0.0) if act != ACT_NONE else np.float32(-3.0e38)
-    hi = np.float32(6.0) if act == ACT_RELU6 else np.float32(3.0e38)
+    lo, hi = act_bounds(act)
     tb = m.shape[1]
     mf = raw_view(m, 0)
     sf = raw_view(s, 0)
@@ -210,7 +199,7 @@ def _output_transform(m, s, out, res, bias, t0, nt, cb, geom, act, has_res):
     rf = raw_view(res, 0)
     bias_b = raw_view(bias, n0)
     ostride = out.shape[3]
-    for r in range(nt):
+    for r in range(count):
         t = t0 + r
         n = t // tiles_img
         q = t - n * tiles_img
@@ -275,16 +264,17 @@ def _output_transform(m, s, out, res, bias, t0, nt, cb, geom, act, has_res):
                         orow[c] = min(max(yr[c], lo), hi)
 
 
-@njit(fastmath=True, cache=True, inline="always")
-def _work_item(xp, u, bias, out, res, geom, act, has_res, item, v, m, tmp, s, vall):
-    th, tw, ng, n_tiles, n_mb = geom[0], geom[1], geom[7], geom[8], geom[9]
+@njit(inline="always", **JIT)
+def _block_item(xp, u, bias, out, res, g, act, has_res, item, v, m, tmp, s, vall):
+    """Work item ``item``: one tile block x one group of output-channel blocks."""
+    ng = g.groups
     nb = u.shape[0]
     mb = item // ng
-    g = item - mb * ng
-    t0, nt = block_range(mb, n_tiles, n_mb)
+    grp = item - mb * ng
+    t0, count = block_range(mb, g.n_tiles, g.n_blocks)
     shared = ng > 1
     if not shared:
-        _input_transform(xp, v, tmp, t0, 0, nt, th, tw)
+        _input_transform(xp, v, tmp, t0, 0, count, g.tiles_h, g.tiles_w)
     per = (nb + ng - 1) // ng
     cin = v.shape[2]
     tb = v.shape[1]
@@ -293,38 +283,37 @@ def _work_item(xp, u, bias, out, res, geom, act, has_res, item, v, m, tmp, s, va
     mf = raw_view(m, 0)
     # every tile transformed once, by all threads, before the GEMMs (shared) or by this item (not)
     af = raw_view(vall, 0) if shared else raw_view(v, 0)
-    for cb in range(g * per, min(nb, g * per + per)):
+    for cb in range(grp * per, min(nb, grp * per + per)):
         for p in range(POINTS):
             wo = (cb * POINTS + p) * cin * NR
             if shared:
                 ao = (p * rows_all + t0) * cin
             else:
                 ao = p * tb * cin
-            for r0 in range(0, nt, MR):
+            for r0 in range(0, count, MR):
                 _gemm_tile(af, ao + r0 * cin, cin, uf, wo, cin, mf, (p * tb + r0) * NR)
-        _output_transform(m, s, out, res, bias, t0, nt, cb, geom, act, has_res)
+        _output_transform(m, s, out, res, bias, t0, count, cb, g, act, has_res)
 
 
-@njit(parallel=True, fastmath=True, cache=True)
-def winograd_conv(xp, u, bias, out, res, geom, act, has_res, vs, ms, tmps, ss, vall):
+@njit(**PJIT)
+def winograd_conv(xp, u, bias, out, res, g, act, has_res, vs, ms, tmps, ss, vall):
     """One compiled driver for any thread count (a serial twin compiled apart contracts the
     transforms into FMAs differently, and 1- and 2-thread results should agree bit for bit).
     With output channels split into ng > 1 groups (few tiles), the input transform runs first as
     its own parallel loop into the shared ``vall`` [36, tiles + TB, cin]: each group's work item
     would otherwise transform the same tiles again (ResNet50's 14x14 layers: 16 tiles, 2 groups)."""
-    n_items = geom[9] * geom[7]
-    if geom[7] > 1:
-        th, tw, n_tiles = geom[0], geom[1], geom[8]
-        for t in prange(n_tiles):
+    n_items = g.n_blocks * g.groups
+    if g.groups > 1:
+        th, tw = g.tiles_h, g.tiles_w
+        for t in prange(g.n_tiles):
             tid = numba.get_thread_id()
             _input_transform(xp, vall, tmps[tid], 0, t, t + 1, th, tw)
     for item in prange(n_items):
         tid = numba.get_thread_id()
-        _work_item(xp, u, bias, out, res, geom, act, has_res, item, vs[tid], ms[tid], tmps[tid], ss[tid],
-                   vall)
+        _block_item(xp, u, bias, out, res, g, act, has_res, item, vs[tid], ms[tid], tmps[tid], ss[tid], vall)
 
 
-@njit(cache=True, inline="always")
+@njit(inline="always", **JIT)
 def block_range(mb, n_tiles, n_mb):
     """(first tile, tile count) of block mb: the ceil(n_tiles / MR) row groups of the GEMM split into
     n_mb runs whose lengths differ by at most one group."""
@@ -339,7 +328,7 @@ def plan_blocks(n_tiles, nb, threads):
     tiles [mb * n_tiles // n_mb, (mb + 1) * n_tiles // n_mb), sizes within one tile of each other;
     tile boundaries at multiples of MR (the GEMM's row tile, see ``block_range``). Fixed blocks left
     threads unequal: ResNet50's 56x56 layers (196 tiles) ran as 5 x 36 + 16, 108 vs 88 tiles per
-    thread; now 96 vs 100."""
+    thread."""
     n_mb = -(-n_tiles // TB_MAX)
     ng = 1
     if threads > 1:

@@ -4,53 +4,48 @@
 
 Unfused, the depthwise output makes a round trip through memory: written by one kernel, read
 back by the next, and at Xception's 147x147x128 (11 MB) that trip goes through L3 and DRAM. Here a
-work item is a block of whole output rows (about 128 pixels): its depthwise output is computed
-into a per-thread scratch panel [pixels, cin] (37 KB at 64 channels, 280 KB at 728: L1/L2) and the
-1x1 convolution runs over that panel with the usual register tiles (``conv_drivers._item``: 6x64
-and the narrow 12x32 / 8x48 last block), writing the final output once. So the depthwise output
-never reaches the arena. The depthwise part is ``depthwise._dw_rows_window`` (clamped border
-windows, shifted weights), specialised on window size, horizontal stride and ``in_act``: the
-activation of Xception's ReLU layers, applied to the inputs as they are loaded (that ReLU's input
-is also the block's residual, so it cannot go into the producer's epilogue).
+work item is a block of whole output rows (about ``BLOCK_PIXELS`` pixels): its depthwise output is
+computed into a per-thread scratch panel [pixels, cin] (37 KB at 64 channels, 280 KB at 728: L1/L2)
+and the 1x1 convolution runs over that panel with the usual register tiles
+(``conv.drivers.work_item``: 6x64 and the narrow 12x32 / 8x48 last block), writing the final output
+once. So the depthwise output never reaches the arena. The depthwise part is
+``depthwise.dw_rows_window`` (clamped border windows, shifted weights), specialised on window size,
+horizontal stride and ``in_act``: the activation of Xception's ReLU layers, applied to the inputs as
+they are loaded (that ReLU's input is also the block's residual, so it cannot go into the
+producer's epilogue).
 
 Work split: blocks of ~BLOCK_PIXELS output pixels, a multiple of the thread count, whose sizes
 differ by at most one row, or on maps of few rows (< ROWS_PER_THREAD a thread) by at most one
-pixel, the depthwise part then recomputing the row two blocks share. Blocks of a fixed row count
-had left one thread 21 of 37 rows (Xception's 37x37 layers, 1.24x ORT's time for the pair in a
-chain of such blocks, now 1.08-1.11x; the 74x74 pair 1.21 -> 1.12; the 19x19x728 pair, 10 rows
-against 9, 1.03 -> 1.00). (Splitting a block's output channels into groups that each redo the
-depthwise part, for maps too small for row blocks, ran 7-10% slower than the two kernels on
-MobileNet's 7x7 layers.)
+pixel, the depthwise part then recomputing the row two blocks share: blocks of a fixed row count
+had left one thread 21 of Xception's 37 rows. (Splitting a block's output channels into groups
+that each redo the depthwise part, for maps too small for row blocks, ran slower than the two
+kernels on MobileNet's 7x7 layers.)
 
 Falls back to the two kernels with an intermediate buffer when the depthwise part has no compiled
 window kernel (multiplier > 1, windows other than 3x3 / 5x5, maps smaller than the window) and
 when the map has too few pixels to give every thread a row block (MobileNet's 7x7 layers).
-Measured in MobileNet at 2 threads against the two kernels in the same process
-(``python bench/compare_fusion.py mobilenet``): the 112x112 and 56x56 stride-2 pairs 0.6-0.8x the
-time, 28x28 and 14x14 0.92-0.98x, 56x56 stride 1 1.0x; the whole network 0.90x.
+
+Bound: the 1x1 part's FMAs, as in ``conv``; the depthwise part is bound by vector loads (see
+``depthwise.py``). Bench: ``python bench/compare_fusion.py mobilenet`` (whole networks with and
+without the fusion) and ``python bench/compare_blocks.py`` (chains of blocks against ONNX Runtime);
+results in bench/RESULTS.md.
 """
 
 from types import SimpleNamespace
+from typing import NamedTuple
 
 import numba
 from numba import njit, prange
 
 from kernels import aligned_empty, aligned_zeros, conv_output_size
-from kernels.cpu import conv
 from kernels.cpu import depthwise as dwk
-from kernels.cpu.conv import (
-    _ACT_CODES,
-    _NO_RESIDUAL,
-    SERIAL_FLOPS,
-    conv2d,
-    pack_conv2d,
-    plan_hit,
-    plannable,
-    streams_output,
-)
-from kernels.cpu.conv_drivers import _item
-from kernels.cpu.conv_tile import MR
-from kernels.cpu.depthwise import TQ, _dw_rows_window, depthwise_conv2d, pack_depthwise
+from kernels.cpu.common import JIT, NO_RESIDUAL, PJIT, act_code
+from kernels.cpu.conv import dispatch
+from kernels.cpu.conv.dispatch import SERIAL_FLOPS, ConvPlan, conv2d, pack_conv2d, plannable, streams_output
+from kernels.cpu.conv.drivers import work_item
+from kernels.cpu.conv.geometry import ConvGeom
+from kernels.cpu.conv.tile import MR
+from kernels.cpu.depthwise import TQ, depthwise_conv2d, dw_rows_window, pack_depthwise
 from kernels.cpu.elementwise import activation
 from kernels.cpu.stack import raw_view
 
@@ -60,30 +55,48 @@ _FUSED = {}
 _PANELS = {}            # panel floats -> per-thread scratch [threads, floats]
 
 
-@njit(fastmath=True, cache=True, inline="always")
-def _fused_item(blk, xf, h, wd, c, wall, vslot, dbf, wr, nfull, rw, br, outr, resr, ostride, s, geo, dact, act,
+class FusedGeom(NamedTuple):
+    """The fused layer's geometry, as its compiled drivers read it (ints only: one Numba type)."""
+    stride_h: int
+    stride_w: int
+    pad_top: int
+    pad_left: int
+    oh: int
+    ow: int
+    rows: int            # N * OH output rows
+    n_blocks: int        # work items
+    cout: int
+    out_c0: int
+    unit: int            # pixels per block unit: a whole row (ow), or 1 on maps of few rows
+    stream: int          # 1: the 1x1 part stores its output rows non-temporally
+
+
+@njit(inline="always", **JIT)
+def _fused_item(blk, xf, h, wd, c, wall, vslot, dbf, wr, nfull, rw, br, outr, resr, ostride, s, fg, dact, act,
                 has_res, KH, KW, SW, IA):
     """Row block ``blk``: its depthwise part into the panel ``s``, then the 1x1 convolution of the
     block's pixels for every output-channel block."""
-    sh, sw, pt, pl, oh, ow, rows, nblk, cout, c0, unit, nt = geo
+    ow, unit, nblk = fg.ow, fg.unit, fg.n_blocks
     # blocks of whole units (``unit`` pixels: a row, or one pixel on maps of few rows) whose sizes
     # differ by at most one unit; the depthwise part computes the whole rows a block touches (a row
     # shared by two pixel blocks is computed by both)
-    nunits = rows * ow // unit
+    nunits = fg.rows * ow // unit
     p0 = blk * nunits // nblk * unit
     p1 = (blk + 1) * nunits // nblk * unit
     r0 = p0 // ow
     r1 = (p1 + ow - 1) // ow
     npix = p1 - p0
-    _dw_rows_window(xf, h, wd, c, wall, vslot, dbf, s, oh, ow, c, KH, KW, SW, IA, sh, sw, pt, pl, dact, 0,
-                    r0, r1, r0, 0, (r1 - r0) * ((c + TQ - 1) // TQ))
+    dw_rows_window(xf, h, wd, c, wall, vslot, dbf, s, fg.oh, ow, c, KH, KW, SW, IA, fg.stride_h, fg.stride_w,
+                   fg.pad_top, fg.pad_left, dact, 0, r0, r1, r0, 0, (r1 - r0) * ((c + TQ - 1) // TQ))
     # the 1x1 convolution over the block's pixels of the panel: an unpadded "image" of npix pixels
-    geom = (npix, npix, 1, 1, npix * c, npix * c, c, 1, c, npix, cout, c0, 1, nt)
+    cout = fg.cout
+    g = ConvGeom(out_hw=npix, out_w=npix, stride_h=1, stride_w=1, image_len=npix * c, row_len=npix * c, cin=c,
+                 kh=1, k_len=c, pixels=npix, cout=cout, out_c0=fg.out_c0, rows_per_pass=1, stream=fg.stream)
     sp = raw_view(s, (p0 - r0 * ow) * c)
     o = raw_view(outr, p0 * ostride)
     rs = raw_view(resr, p0 * cout) if has_res else resr
     for cb in range(nfull + (1 if rw > 0 else 0)):
-        _item(sp, wr, br, o, rs, ostride, geom, act, has_res, nfull, rw, cb, 0, (npix + MR - 1) // MR)
+        work_item(sp, wr, br, o, rs, ostride, g, act, has_res, nfull, rw, cb, 0, (npix + MR - 1) // MR)
 
 
 def _fused_kernels(kh, kw, sw, ia):
@@ -97,25 +110,25 @@ def _fused_kernels(kh, kw, sw, ia):
         return _FUSED[key]
     KH, KW = kh, kw
 
-    @njit(parallel=True, fastmath=True, cache=True)
-    def fused_par(x, wvar, vslot, db, wf, nfull, rw, bias, out2, res2, scratch, geo, dact, act, has_res):
+    @njit(**PJIT)
+    def fused_par(x, wvar, vslot, db, wf, nfull, rw, bias, out2, res2, scratch, fg, dact, act, has_res):
         h, wd, c = x.shape[1], x.shape[2], x.shape[3]
         xf, wall, dbf = raw_view(x, 0), raw_view(wvar, 0), raw_view(db, 0)
         wr, br, outr, resr = raw_view(wf, 0), raw_view(bias, 0), raw_view(out2, 0), raw_view(res2, 0)
-        for blk in prange(geo[7]):
+        for blk in prange(fg.n_blocks):
             s = raw_view(scratch[numba.get_thread_id()], 0)
             _fused_item(blk, xf, h, wd, c, wall, vslot, dbf, wr, nfull, rw, br, outr, resr, out2.shape[1], s,
-                        geo, dact, act, has_res, KH, KW, SW, IA)
+                        fg, dact, act, has_res, KH, KW, SW, IA)
 
-    @njit(fastmath=True, cache=True)
-    def fused_serial(x, wvar, vslot, db, wf, nfull, rw, bias, out2, res2, scratch, geo, dact, act, has_res):
+    @njit(**JIT)
+    def fused_serial(x, wvar, vslot, db, wf, nfull, rw, bias, out2, res2, scratch, fg, dact, act, has_res):
         h, wd, c = x.shape[1], x.shape[2], x.shape[3]
         xf, wall, dbf = raw_view(x, 0), raw_view(wvar, 0), raw_view(db, 0)
         wr, br, outr, resr = raw_view(wf, 0), raw_view(bias, 0), raw_view(out2, 0), raw_view(res2, 0)
         s = raw_view(scratch, 0)
-        for blk in range(geo[7]):
+        for blk in range(fg.n_blocks):
             _fused_item(blk, xf, h, wd, c, wall, vslot, dbf, wr, nfull, rw, br, outr, resr, out2.shape[1], s,
-                        geo, dact, act, has_res, KH, KW, SW, IA)
+                        fg, dact, act, has_res, KH, KW, SW, IA)
 
     _FUSED[key] = (fused_par, fused_serial)
     return fused_par, fused_serial
@@ -151,11 +164,11 @@ def depthwise_pointwise(x, packed, out, dw_stride, dw_pad, dw_act=None, act=None
     threads = numba.get_num_threads()
     plan = packed.plan
     key = (x.shape, out.shape, tuple(dw_stride), tuple(dw_pad), dw_act, act, out_c0, in_act, threads,
-           conv.STREAM_BYTES)
-    if plan_hit(plan, x, out, residual, key):
+           dispatch.STREAM_BYTES)
+    if plan is not None and plan.matches(x, out, residual, key):
         # the same buffers and options as the previous (fused) call: its kernel arguments
-        packed.variant = plan[4]
-        plan[5](*plan[6])
+        packed.variant = plan.variant
+        plan.run(*plan.args)
         return
     dw, pw = packed.dw, packed.pw
     sh, sw = (int(v) for v in dw_stride)
@@ -193,14 +206,15 @@ def depthwise_pointwise(x, packed, out, dw_stride, dw_pad, dw_act=None, act=None
     m_total = rows * ow
     out2 = out.reshape(m_total, out.shape[-1])
     has_res = residual is not None
-    res2 = residual.reshape(m_total, cout) if has_res else _NO_RESIDUAL
-    nt = int(streams_output(out2, m_total * cout, out_c0))
-    geo = (sh, sw, pt, pl, oh, ow, rows, nblocks, cout, int(out_c0), unit, nt)
-    fused_par, fused_serial = _fused_kernels(dw.kh, dw.kw, sw, _ACT_CODES[in_act])
+    res2 = residual.reshape(m_total, cout) if has_res else NO_RESIDUAL
+    stream = int(streams_output(out2, m_total * cout, out_c0))
+    fg = FusedGeom(stride_h=sh, stride_w=sw, pad_top=pt, pad_left=pl, oh=oh, ow=ow, rows=rows, n_blocks=nblocks,
+                   cout=cout, out_c0=int(out_c0), unit=unit, stream=stream)
+    fused_par, fused_serial = _fused_kernels(dw.kh, dw.kw, sw, act_code(in_act))
     packed.variant = f"{dw.fast}+{pw.direct_variant}"
-    args = (x, edges[0], edges[1], dw.b, pw.weights, pw.nfull, pw.rw, pw.bias, out2, res2, scratch, geo,
-            _ACT_CODES[dw_act], _ACT_CODES[act], has_res)
+    args = (x, edges[0], edges[1], dw.b, pw.weights, pw.nfull, pw.rw, pw.bias, out2, res2, scratch, fg,
+            act_code(dw_act), act_code(act), has_res)
     fn = fused_serial if threads == 1 else fused_par
     if plannable(x, out, residual):     # the plan holds the buffers: one set a layer
-        packed.plan = (x, out, residual, key, packed.variant, fn, args)
+        packed.plan = ConvPlan(x, out, residual, key, None, packed.variant, fn, args)
     fn(*args)

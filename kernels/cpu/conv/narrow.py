@@ -1,6 +1,6 @@
 """Register tiles for a convolution's last, narrow block of output channels (32 or 48 wide).
 
-The main tile (``kernels/cpu/conv_tile.py``) is 6 pixels x 64 channels. A layer whose channel count
+The main tile (``tile.py``) is 6 pixels x 64 channels. A layer whose channel count
 is not a multiple of 64 used to run its last block on that tile with the missing channels as
 zero weights: InceptionV3's 32-channel stem convolutions did half their FMAs on padding and its
 80/96/160-channel layers a quarter to a half of a block. Here a last block of 1-48 channels is
@@ -19,10 +19,10 @@ work items never overlap).
 import numpy as np
 from numba import njit, types
 
-from kernels.cpu.conv_tile import ACT_NONE, ACT_RELU6, _next_pixel
+from kernels.cpu.common import JIT, act_bounds
+from kernels.cpu.conv.tile import next_pixel
 from kernels.cpu.stack import raw_view, stack_tile
 
-NARROW_WIDTHS = (32, 48)
 NARROW_MR = {32: 12, 48: 8}       # pixels per tile for each block width
 
 _acc32 = stack_tile(12, 32)
@@ -30,10 +30,11 @@ _acc48 = stack_tile(8, 48)
 _offsets = stack_tile(1, 12, types.int64)
 
 
-@njit(fastmath=True, cache=True, inline="always")
-def _pixel_offsets(m0, last, count, geom):
+@njit(inline="always", **JIT)
+def _pixel_offsets(m0, last, count, g):
     """Input offsets of pixels m0 .. m0 + count - 1 (clamped to ``last``) in a stack array."""
-    ohw, ow_n, sh, sw, img, rowstride, cin = geom[0], geom[1], geom[2], geom[3], geom[4], geom[5], geom[6]
+    ohw, ow_n, sh, sw, cin = g.out_hw, g.out_w, g.stride_h, g.stride_w, g.cin
+    img, rowstride = g.image_len, g.row_len
     offs = _offsets()
     m = min(m0, last)
     n = m // ohw
@@ -43,21 +44,20 @@ def _pixel_offsets(m0, last, count, geom):
     o = n * img + oy * sh * rowstride + ox * sw * cin
     offs[0, 0] = o
     for p in range(1, count):
-        n, oy, ox, o = _next_pixel(m0 + p, last, n, oy, ox, o, ohw, ow_n, sh, sw, img, rowstride, cin)
+        n, oy, ox, o = next_pixel(m0 + p, last, n, oy, ox, o, ohw, ow_n, sh, sw, img, rowstride, cin)
         offs[0, p] = o
     return offs
 
 
-@njit(fastmath=True, cache=True, inline="always")
-def _narrow_epilogue(acc, rows, bias, out, res, ostride, m0, last, geom, act, has_res):
+@njit(inline="always", **JIT)
+def _narrow_epilogue(acc, rows, bias, out, res, ostride, m0, last, g, act, has_res):
     """out = act(acc + bias (+ residual)) for the tile's valid pixels and the block's real channels.
-    (``conv_tile._epilogue`` does the same for 6x64 tiles; sharing it made the 12x32 tile 7% slower
+    (``tile._epilogue`` does the same for 6x64 tiles; sharing it made the 12x32 tile 7% slower
     on InceptionV3's 32>32 stem layer.)"""
-    cout, c0 = geom[10], geom[11]
+    cout, c0 = g.cout, g.out_c0
     n0 = cout // 64 * 64
     nc = cout - n0
-    lo = np.float32(0.0) if act != ACT_NONE else np.float32(-3.0e38)
-    hi = np.float32(6.0) if act == ACT_RELU6 else np.float32(3.0e38)
+    lo, hi = act_bounds(act)
     bias_b = raw_view(bias, n0)
     for p in range(rows):
         m = m0 + p
@@ -75,11 +75,11 @@ def _narrow_epilogue(acc, rows, bias, out, res, ostride, m0, last, geom, act, ha
 # The 12x32 tile is written out pixel by pixel, like the 6x64 one: with the loop over pixels outside
 # the channel loop, LLVM fully unrolled the 32-trip channel loop first, then vectorised the pixel
 # loop with gathers (20-30x slower).
-@njit(fastmath=True, cache=True, inline="always")
-def _tile_12x32(xf, wf, wbase, bias, out, res, ostride, m0, last, geom, act, has_res):
+@njit(inline="always", **JIT)
+def _tile_12x32(xf, wf, wbase, bias, out, res, ostride, m0, last, g, act, has_res):
     """Pixels [m0, m0 + 12) (clamped to ``last``) x 32 channels of the narrow block."""
-    rowstride, kh, kk = geom[5], geom[7], geom[8]
-    offs = _pixel_offsets(m0, last, 12, geom)
+    rowstride, kh, kk = g.row_len, g.kh, g.k_len
+    offs = _pixel_offsets(m0, last, 12, g)
     acc = _acc32()
     for p in range(12):
         for c in range(32):
@@ -118,16 +118,16 @@ def _tile_12x32(xf, wf, wbase, bias, out, res, ostride, m0, last, geom, act, has
                 acc[9, c] += a9 * w
                 acc[10, c] += a10 * w
                 acc[11, c] += a11 * w
-    _narrow_epilogue(acc, 12, bias, out, res, ostride, m0, last, geom, act, has_res)
+    _narrow_epilogue(acc, 12, bias, out, res, ostride, m0, last, g, act, has_res)
 
 
-@njit(fastmath=True, cache=True, inline="always")
-def _tile_8x48(xf, wf, wbase, bias, out, res, ostride, m0, last, geom, act, has_res):
+@njit(inline="always", **JIT)
+def _tile_8x48(xf, wf, wbase, bias, out, res, ostride, m0, last, g, act, has_res):
     """Pixels [m0, m0 + 8) (clamped to ``last``) x 48 channels of the narrow block. Here the loop over
     pixels may sit outside the channel loop (a 48-trip loop is vectorised, not unrolled first), and
     that form ran 1.5x faster than the one written out pixel by pixel."""
-    rowstride, kh, kk = geom[5], geom[7], geom[8]
-    offs = _pixel_offsets(m0, last, 8, geom)
+    rowstride, kh, kk = g.row_len, g.kh, g.k_len
+    offs = _pixel_offsets(m0, last, 8, g)
     acc = _acc48()
     for p in range(8):
         for c in range(48):
@@ -141,17 +141,17 @@ def _tile_8x48(xf, wf, wbase, bias, out, res, ostride, m0, last, geom, act, has_
                 a = xf[np.uint64(offs[0, p] + d + k)]
                 for c in range(48):
                     acc[p, c] += a * wi[np.uint64(wk + c)]
-    _narrow_epilogue(acc, 8, bias, out, res, ostride, m0, last, geom, act, has_res)
+    _narrow_epilogue(acc, 8, bias, out, res, ostride, m0, last, g, act, has_res)
 
 
-@njit(fastmath=True, cache=True)
-def narrow_item(xf, wf, bias, out, res, ostride, geom, act, has_res, wbase, rw, p_lo, p_hi):
+@njit(**JIT)
+def narrow_item(xf, wf, bias, out, res, ostride, g, act, has_res, wbase, rw, p_lo, p_hi):
     """Output pixels [p_lo, p_hi) of the narrow block (``rw`` wide, packed [kh, kw * cin, rw] at
     ``wbase`` of ``wf``)."""
     last = p_hi - 1
     if rw == 32:
         for m0 in range(p_lo, p_hi, 12):
-            _tile_12x32(xf, wf, wbase, bias, out, res, ostride, m0, last, geom, act, has_res)
+            _tile_12x32(xf, wf, wbase, bias, out, res, ostride, m0, last, g, act, has_res)
     else:
         for m0 in range(p_lo, p_hi, 8):
-            _tile_8x48(xf, wf, wbase, bias, out, res, ostride, m0, last, geom, act, has_res)
+            _tile_8x48(xf, wf, wbase, bias, out, res, ostride, m0, last, g, act, has_res)
