@@ -397,3 +397,10 @@ def test_pointwise_convs_over_few_pixels_run_as_skinny_gemm(gpu, hw, stride, pat
     gpu.g.conv2d(gpu.cp.empty((1, hw, hw, 16), gpu.cp.float32), p, gpu.cp.empty((1, o, o, 24), gpu.cp.float32),
                  (stride, stride), (0, 0, 0, 0))
     assert calls[0] == path
+
+
+def test_global_pooling_at_batch_1_spreads_over_blocks(gpu, monkeypatch):
+    grids = []
+    monkeypatch.setattr(rt, "launch", lambda family, expr, grid, block, args, **k: grids.append(grid))
+    gpu.g.global_avg_pool(gpu.cp.empty((1, 7, 7, 2048), gpu.cp.float32), gpu.cp.empty((1, 2048), gpu.cp.float32))
+    assert grids[0][0] >= 64                               # ResNet50's last map: 64 blocks, 2 loads a thread
