@@ -243,14 +243,21 @@ def nbytes(obj, _seen=None) -> int:
 
 
 BACKENDS = ("cpu", "gpu", "reference")
+PRECISIONS = ("fp32", "tf32")
+_MODULES = {("cpu", "fp32"): "kernels.cpu", ("gpu", "fp32"): "kernels.gpu", ("gpu", "tf32"): "kernels.gpu.tf32",
+            ("reference", "fp32"): "kernels.reference_backend"}
 
 
-def get_backend(device: str):
+def get_backend(device: str, precision: str = "fp32"):
     """The module implementing the op contract for ``device``: "cpu" (Numba), "gpu" (CUDA through
-    CuPy) or "reference" (the NumPy oracle, slow)."""
+    CuPy) or "reference" (the NumPy oracle, slow). ``precision="tf32"`` (GPU only, an explicit
+    opt-in with its own tolerance: ``kernels.gpu.tf32``) runs convolutions on tensor cores."""
     import importlib
 
     if device not in BACKENDS:
         raise ValueError(f"unknown device {device!r}; choose one of {', '.join(BACKENDS)}")
-    module = {"cpu": "kernels.cpu", "gpu": "kernels.gpu", "reference": "kernels.reference_backend"}[device]
-    return importlib.import_module(module)
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if (device, precision) not in _MODULES:
+        raise ValueError(f"precision={precision!r} is available on the GPU only, not on device={device!r}")
+    return importlib.import_module(_MODULES[device, precision])

@@ -31,7 +31,7 @@ def load_model(name_or_path: str, weights: str | None = None, *, classifier_acti
          include_top: bool = True, pooling=None, classes: int = 1000, input_shape=None,
          device: str = "cpu", threads: int | None = None, seed: int = 0, fuse: bool = True,
          cuda_graph: bool | None = None, memory_budget: int | None = None, max_concurrency: int | None = None,
-         **arch_options) -> Model:
+         precision: str = "fp32", **arch_options) -> Model:
     """Build a network and load its weights.
 
     name_or_path: a zoo name ("resnet50", "vgg16", "inception_v3", ...), or a model file: a Keras
@@ -44,12 +44,14 @@ def load_model(name_or_path: str, weights: str | None = None, *, classifier_acti
     alpha / depth_multiplier for mobilenet); input_shape also fixes the input size of a Keras file
     whose input has unknown height/width. device: "cpu", "gpu" or "reference" (NumPy oracle);
     cuda_graph: replay the network as one CUDA graph on the GPU (default: at small batch).
+    precision: "fp32", or "tf32" on the GPU (tensor cores, an explicit opt-in with its own tolerance).
     memory_budget, max_concurrency: see ``Model`` (bytes of arenas and scratch kept between calls;
     calls that run at once — a model may be called from any number of threads).
     """
     from nets import zoo
 
-    run = dict(device=device, threads=threads, fuse=fuse, memory_budget=memory_budget, max_concurrency=max_concurrency)
+    run = dict(device=device, threads=threads, fuse=fuse, memory_budget=memory_budget, max_concurrency=max_concurrency,
+               precision=precision)
     if cuda_graph is not None:
         run["cuda_graph"] = cuda_graph
     key = str(name_or_path).lower().replace("-", "_")

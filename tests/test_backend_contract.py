@@ -37,8 +37,18 @@ def test_backend_exports_every_op_with_the_contract_signature(device):
 
 def test_get_backend_names_the_modules():
     assert kernels.get_backend("reference") is importlib.import_module("kernels.reference_backend")
+    assert kernels.get_backend("gpu", "tf32") is importlib.import_module("kernels.gpu.tf32")
     with pytest.raises(ValueError, match="unknown device"):
         kernels.get_backend("tpu")
+    with pytest.raises(ValueError, match="GPU only"):
+        kernels.get_backend("cpu", "tf32")
+
+
+def test_tf32_is_refused_off_the_gpu_with_a_clear_error():
+    import nets
+
+    with pytest.raises(nets.ModelError, match="GPU only"):
+        nets.load("mobilenet", input_shape=(32, 32, 3), alpha=0.25, precision="tf32")
 
 
 def test_activation_codes_are_defined_once():

@@ -42,7 +42,8 @@ def cmd_run(args) -> int:
 
     device = getattr(args, "device", "cpu") or "cpu"
     t_load = time.perf_counter()
-    model = load_from_args(args, device=device, threads=args.threads if device == "cpu" else None)
+    model = load_from_args(args, device=device, threads=args.threads if device == "cpu" else None,
+                           precision=args.precision)
     t_load = time.perf_counter() - t_load
     h, w, _ = model.input_shape
     if args.image:
@@ -102,6 +103,8 @@ def register(sub):
     r.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
     r.add_argument("--device", choices=["cpu", "gpu"], default="cpu",
                    help="cpu (Numba kernels, default) or gpu (CUDA kernels through CuPy)")
+    r.add_argument("--precision", choices=["fp32", "tf32"], default="fp32",
+                   help="tf32: GPU convolutions on tensor cores (opt-in; ~1e-3 relative on logits instead of 1e-4)")
     r.add_argument("--repeat", type=int, default=20, help="timed runs (default 20)")
     r.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
     r.set_defaults(fn=cmd_run)

@@ -44,8 +44,14 @@ class GpuRunner:
             self.stream.begin_capture()
             try:
                 self._launch_steps()
-            finally:
-                self.graph = self.stream.end_capture()
+            except BaseException:
+                try:
+                    self.stream.end_capture()        # a partial graph: discarded, never replayed
+                except Exception:                    # noqa: BLE001 - the capture's own error is the one to report
+                    pass
+                self.graph = None
+                raise
+            self.graph = self.stream.end_capture()
         self.stream.synchronize()
 
     def _copy_in(self, x):

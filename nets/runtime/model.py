@@ -24,10 +24,10 @@ MEMORY_BUDGET = 512 << 20      # default bytes of arenas + kernel scratch a mode
 GPU_CONCURRENCY = 4            # default concurrent calls of a GPU model (one stream each)
 
 
-def backend_for(device: str):
+def backend_for(device: str, precision: str = "fp32"):
     """The kernels module for ``device``, or a ModelError saying why it cannot be used here."""
     try:
-        backend = get_backend(device)
+        backend = get_backend(device, precision)
     except ValueError as e:
         raise ModelError(str(e)) from None
     if device == "gpu":
@@ -47,11 +47,13 @@ class Model:
     def __init__(self, graph: Graph, device: str = "cpu", threads: int | None = None,
                  weights_source: str = "", preprocess: str | None = None, fuse: bool = True,
                  cuda_graph: bool | None = None, memory_budget: int | None = None,
-                 max_concurrency: int | None = None):
+                 max_concurrency: int | None = None, precision: str = "fp32"):
         """``memory_budget``: bytes of arenas and kernel scratch kept between calls (least recently used
         ones past it are dropped; default 512 MiB). ``max_concurrency``: calls that run at once, each
         in its own arena (default: the cores Numba may use divided by ``threads``; 4 on a GPU); more
-        callers wait for a free one."""
+        callers wait for a free one. ``precision="tf32"`` (GPU only): convolutions on tensor cores, an
+        explicit opt-in whose error bound is ``kernels.gpu.tf32.ERROR_BOUND`` per product (about 1e-3 on
+        logits instead of fp32's 1e-4)."""
         if len(graph.inputs) != 1:
             raise ModelError(f"graph {graph.name!r} has {len(graph.inputs)} inputs; models with exactly one "
                              "input are supported")
@@ -62,7 +64,8 @@ class Model:
         self.preprocess_mode = preprocess
         self.threads = set_threads(threads) if device == "cpu" else threads
         self.graph = optimize(graph, fuse=fuse)
-        self.backend = backend_for(device)
+        self.precision = precision
+        self.backend = backend_for(device, precision)
         # GPU: replay the whole network as a CUDA graph (None: at batch <= GRAPH_MAX_BATCH, where
         # launch overhead dominates)
         self.cuda_graph = cuda_graph
