@@ -1,11 +1,11 @@
-"""The ``nets`` command line: ``run``, ``summary``, ``profile``, ``compare``, ``peaks``, ``export``."""
+"""The ``nets`` command line: ``run``, ``summary``, ``profile``, ``compare``, ``peaks``, ``export``, ``classify``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from nets.cli import export, profile, run
+from nets.cli import classify, export, profile, run
 from nets.errors import KernelnetsError
 
 EPILOG = """\
@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "hand-written kernels, without a deep-learning framework.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (run, profile, export):
+    for module in (run, profile, export, classify):
         module.register(sub)
     return p
 
