@@ -72,7 +72,7 @@ def test_two_workers_give_the_rows_of_one_process(client, collection, local_rows
     stats = run.worker_stats
     assert sorted(s["index"] for s in stats) == list(range(len(stats)))
     assert len({s["worker"] for s in stats}) == 2
-    # each worker's Numba threads: its share of the host (2 workers x 1 Dask thread)
+    # each worker process's Numba threads: its share of the host (2 worker processes)
     assert {s["threads"] for s in stats} == {max(1, usable_cores() // 2)}
 
 

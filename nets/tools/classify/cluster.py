@@ -6,10 +6,12 @@ and decodes with a pipeline of its own per Dask thread; the paths must be readab
 (a shared filesystem or identical copies).
 
 Threads: Dask sets OMP/MKL threads to 1 in its workers but not NUMBA_NUM_THREADS (dask#9075), so a
-worker would run Numba on every core of its machine, once per Dask thread and once per worker
-process. Unless ``threads`` is given, each worker runs its kernels on ``cores // (Dask threads of
-all workers on its host)`` Numba threads (at least 1), set on the task's own thread before any
-kernel runs.
+worker would run Numba on every core of its machine, once per worker process. Unless ``threads`` is
+given, each worker process runs its kernels on ``cores // (worker processes on its host)`` Numba
+threads (at least 1), set on the task's own thread before any kernel runs, and runs one model call
+at a time: more Dask threads in a worker overlap decoding with the model, not model calls with each
+other (Numba's workqueue layer must not be entered by two threads at once, and one call on all of
+the worker's cores beats two calls on half of them each for these networks).
 
 Warm-up: the first chunk runs alone, so the kernels are compiled once into the Numba cache rather
 than by every worker at the same time (concurrent first compiles into one cache can race); then one
@@ -38,7 +40,7 @@ CONNECT_TIMEOUT_S = 20.0
 _models: OrderedDict = OrderedDict()          # per worker process: (recipe, threads) -> Classifier
 _models_lock = threading.Lock()
 _local = threading.local()                    # per Dask thread: its BatchPipeline
-_serial = threading.Lock()                    # Numba's workqueue layer must not be entered by two threads
+_serial = threading.Lock()                    # one model call at a time per worker process
 
 
 class ClusterError(KernelnetsError, RuntimeError):
@@ -59,7 +61,8 @@ def usable_cores() -> int:
 
 # ----------------------------------------------------------------------------------- worker side
 def worker_threads(threads: int | None, plan: dict | None) -> int:
-    """The Numba threads of a task on this worker: ``threads``, else this worker's share of its host."""
+    """The Numba threads of a task on this worker: ``threads``, else this worker process's share of its
+    host's cores."""
     from nets.runtime.threads import thread_limit
 
     if threads:
@@ -68,12 +71,11 @@ def worker_threads(threads: int | None, plan: dict | None) -> int:
     try:
         from distributed import get_worker
 
-        w = get_worker()
-        address, nthreads = w.address, w.state.nthreads
-    except (ImportError, ValueError, AttributeError):
-        address, nthreads = None, 1
+        address = get_worker().address
+    except (ImportError, ValueError):
+        address = None
     # a worker that joined after the plan was made (a restarted one) gets the smallest planned share
-    share = plan.get(address) or (min(plan.values()) if plan else max(1, usable_cores() // max(1, nthreads)))
+    share = plan.get(address) or (min(plan.values()) if plan else usable_cores())
     return max(1, min(int(share), thread_limit()))
 
 
@@ -93,7 +95,7 @@ def worker_classifier(recipe, threads: int):
 
 
 class _SerialModel:
-    """Wraps a model so that calls hold ``_serial`` when Numba runs on its workqueue layer."""
+    """Wraps a model so that its calls in this process hold ``_serial``."""
 
     def __init__(self, model):
         self.model = model
@@ -102,14 +104,6 @@ class _SerialModel:
         return getattr(self.model, name)
 
     def __call__(self, x):
-        import numba
-
-        try:
-            layer = numba.threading_layer()
-        except ValueError:              # nothing ran in parallel yet: assume the worst
-            layer = "workqueue"
-        if layer != "workqueue":
-            return self.model(x)
         with _serial:
             return self.model(x)
 
@@ -165,12 +159,12 @@ def connect(scheduler: str | None = None, workers: int | None = None):
 
 
 def thread_plan(client) -> dict:
-    """Worker address -> Numba threads: the worker host's cores over the Dask threads on that host."""
+    """Worker address -> Numba threads: the worker host's cores over the worker processes on that host."""
     workers = client.scheduler_info(n_workers=-1)["workers"]
     cores = client.run(usable_cores)
     per_host: dict = {}
     for w in workers.values():
-        per_host[w["host"]] = per_host.get(w["host"], 0) + w["nthreads"]
+        per_host[w["host"]] = per_host.get(w["host"], 0) + 1
     return {addr: max(1, cores.get(addr, 1) // max(1, per_host[w["host"]])) for addr, w in workers.items()}
 
 
