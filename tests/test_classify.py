@@ -305,3 +305,16 @@ def test_model_options_reach_the_model(collection):
     assert len(rows) == 2 and len(rows[0]["top"]) == 1
     with pytest.raises(nets.ModelError, match="unknown model options"):
         nets.classify("mobilenet", collection[1][:2], model_options=dict(bogus=1))
+
+
+def test_a_model_file_classifies_like_its_architecture(capsys, collection, tmp_path, model):
+    """An ONNX file (nets export of the same seeded MobileNet) with --preprocess tf gives the zoo model's rows."""
+    onnx = tmp_path / "m.onnx"
+    assert main(["export", "mobilenet", str(onnx), "--input-shape", "64,64,3", "--alpha", "0.25"]) == 0
+    files = [p for p in collection[1] if not p.endswith(BROKEN)][:6]
+    out = tmp_path / "r.jsonl"
+    code, text, _ = cli(capsys, "classify", str(onnx), *files, "--out", str(out), "--preprocess", "tf",
+                        "--threads", "1")
+    assert code == 0, text
+    for r in read_rows(out):
+        assert_row_matches(r, direct_top(model, r["path"]), rel=1e-4)
