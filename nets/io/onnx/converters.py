@@ -1,43 +1,27 @@
-"""ONNX op -> runtime IR converters, and the layout bookkeeping they share (see ``reader.py``).
+"""ONNX op -> runtime IR converters: convolutions, pooling, Concat, Gemm/MatMul, Pad, Cast, ReduceMean/Max.
+The element-wise ops live in ``elementwise.py``, the layout ops in ``layout.py``; ``values.py`` holds ``Val``.
 
 Each ``op_<OpType>(node, attrs)`` method reads its inputs as ``Val`` (an IR value plus ``perm``, the
-axis order that turns the batched IR tensor into the ONNX tensor) and returns the ``Val`` of its output.
-The mixin needs the importer's reading helpers (``val``, ``const``, ``map``, ``shape``, ``emit``, ``ints``,
-``err``, ``unsupported``) and ``self.b`` (the GraphBuilder).
+axis order that turns the batched IR tensor into the ONNX tensor) and returns the ``Val`` of its output
+(a list of them for ops with several outputs). The mixins need the importer's reading helpers (``val``,
+``const``, ``map``, ``shape``, ``emit``, ``ints``, ``err``, ``unsupported``) and ``self.b`` (the GraphBuilder).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from kernels import same_padding
-from nets.errors import WeightsError
+from nets.io.onnx.elementwise import ElementwiseConverters
+from nets.io.onnx.layout import LayoutConverters
+from nets.io.onnx.values import IDENT2, IDENT4, NCHW, Val, same_order
 
-NCHW, IDENT4, IDENT2 = (0, 3, 1, 2), (0, 1, 2, 3), (0, 1)
-
-
-@dataclass
-class Val:
-    ir: str                         # IR value name
-    perm: tuple                     # ONNX tensor = batched IR tensor .transpose(perm)
-    order: np.ndarray | None = None  # vectors only: ONNX element i is IR element order[i]
+__all__ = ["IDENT2", "IDENT4", "NCHW", "OpConverters", "Val", "same_order"]
 
 
-def _flat_order(shape, perm):
-    """``order`` of the vector that flattens an (H, W, C) IR map viewed with ``perm``."""
-    if perm == IDENT4 or shape[0] * shape[1] == 1 or shape[2] == 1:
-        return None
-    return np.arange(shape[0] * shape[1] * shape[2]).reshape(shape).transpose(2, 0, 1).ravel()
-
-
-class OpConverters:
-    def same_layout(self, v: Val, ir: str) -> Val:
-        return Val(ir, v.perm, v.order)
-
+class OpConverters(ElementwiseConverters, LayoutConverters):
     def op_Identity(self, node, a):
-        return self.val(node.input[0])
+        return self.val(node.input[0], view_ok=True)
 
     op_Dropout = op_Identity
 
@@ -88,139 +72,16 @@ class OpConverters:
         if bias is not None and tuple(bias.shape) != (o,):
             raise self.err(f"bias shape {bias.shape} does not match {o} output channels")
         ws = {} if bias is None else {"bias": bias}
-        if group == 1:
-            if i != c:
-                raise self.err(f"weight {w.shape} expects {i} input channels, the input has {c}")
-            ws["kernel"] = w.transpose(2, 3, 1, 0)
-            return self.same_layout(x, self.emit("conv2d", x.ir, o, (kh, kw), s, pad, bias is not None,
-                                                 weights=ws))
-        if group == c and i == 1 and o % c == 0:
+        if not isinstance(group, int) or group < 1 or c % group or o % group or i * group != c:
+            raise self.err(f"weight {w.shape} with group={group} does not fit {c} input channels")
+        if group == c and i == 1:
             m = o // c
             ws["depthwise_kernel"] = w.reshape(c, m, kh, kw).transpose(2, 3, 0, 1)
             return self.same_layout(x, self.emit("depthwise_conv2d", x.ir, (kh, kw), s, pad, m, bias is not None,
                                                  weights=ws))
-        raise self.unsupported(f"grouped convolution with group={group} on {c} channels (only 1 or depthwise)")
-
-    def op_BatchNormalization(self, node, a):
-        x = self.val(node.input[0])
-        if a.get("training_mode", 0):
-            raise self.unsupported("BatchNormalization in training mode")
-        c = self.b.shape(x.ir)[-1]
-        arrs = [self.const(node, i) for i in range(1, 5)]
-        if len(self.shape(x)) not in (1, 3) or (len(self.shape(x)) == 3 and x.perm != NCHW):
-            raise self.unsupported(f"BatchNormalization over ONNX shape {self.shape(x)} in this layout")
-        for arr in arrs:
-            if arr.shape != (c,):
-                raise self.err(f"parameter of shape {arr.shape} does not match {c} channels")
-        g, b, mean, var = (self.channels(x, arr) for arr in arrs)
-        eps = float(a.get("epsilon", 1e-5))
-        if not np.all(var + eps > 0):
-            raise self.err(f"variance + epsilon ({eps}) is not positive for every channel", WeightsError)
-        return self.same_layout(x, self.emit("batch_norm", x.ir, eps,
-                                             weights=dict(gamma=g, beta=b, moving_mean=mean, moving_variance=var)))
-
-    def channels(self, v: Val, vec):
-        """A per-channel vector in ONNX order -> IR order."""
-        vec = np.asarray(vec, np.float64)
-        if v.order is None:
-            return vec
-        out = np.empty_like(vec)
-        out[v.order] = vec
-        return out
-
-    def affine(self, v: Val, scale, shift, sub=None) -> Val:
-        """x * scale + shift per channel, as a batch norm (eps 0, var 1): folded into a conv/dense before it,
-        a channel_affine otherwise."""
-        c = self.b.shape(v.ir)[-1]
-        ws = dict(gamma=np.broadcast_to(scale, (c,)), beta=np.broadcast_to(shift, (c,)),
-                  moving_mean=np.zeros(c), moving_variance=np.ones(c))
-        return self.same_layout(v, self.emit("batch_norm", v.ir, 0.0, weights=ws, sub=sub))
-
-    def per_channel(self, v: Val, const):
-        shape = self.shape(v)
-        r = len(shape) + 1
-        ch = v.perm.index(r - 1)
-        c = np.asarray(const, np.float64)
-        if c.ndim > r:
-            return None
-        c = c.reshape((1,) * (r - c.ndim) + c.shape)
-        full = (1,) + shape
-        if any(c.shape[ax] != 1 for ax in range(r) if ax != ch) or c.shape[ch] not in (1, full[ch]):
-            return None
-        return self.channels(v, np.broadcast_to(c.reshape(-1), (full[ch],)))
-
-    def op_Add(self, node, a, sign=1.0, op="Add"):
-        names = list(node.input[:2])
-        if len(names) != 2:
-            raise self.err(f"{op} needs two inputs")
-        consts = [n in self.consts for n in names]
-        if consts == [False, False]:
-            x, y = self.val(names[0]), self.val(names[1])
-            if x.perm != y.perm or self.b.shape(x.ir) != self.b.shape(y.ir) or not _same(x.order, y.order):
-                raise self.unsupported(f"{op} of ONNX shapes {self.shape(x)} and {self.shape(y)} (broadcasting "
-                                       "between computed tensors is not supported)")
-            if sign < 0:
-                y = self.affine(y, -1.0, 0.0, sub="negate")
-            return self.same_layout(x, self.emit("add", [x.ir, y.ir]))
-        if consts == [True, True]:
-            return self.val(names[0])      # raises: constant-only arithmetic
-        k = consts.index(True)
-        v = self.val(names[1 - k])
-        vec = self.per_channel(v, self.consts[names[k]])
-        if vec is None:
-            raise self.unsupported(f"{op} by a constant of shape {self.consts[names[k]].shape} on ONNX shape "
-                                   f"{self.shape(v)}: only scalars and per-channel constants are supported")
-        with np.errstate(divide="ignore"):
-            if op == "Mul":
-                return self.affine(v, vec, 0.0)
-            if op == "Div":
-                if k == 0:
-                    raise self.unsupported("Div of a constant by a tensor")
-                return self.affine(v, 1.0 / vec, 0.0)
-        if op == "Sub" and k == 0:
-            return self.affine(v, -1.0, vec)
-        return self.affine(v, 1.0, sign * vec)
-
-    def op_Sub(self, node, a):
-        return self.op_Add(node, a, -1.0, "Sub")
-
-    def op_Mul(self, node, a):
-        if all(n not in self.consts for n in node.input[:2]):
-            raise self.unsupported("Mul of two computed tensors")
-        return self.op_Add(node, a, 1.0, "Mul")
-
-    def op_Div(self, node, a):
-        if all(n not in self.consts for n in node.input[:2]):
-            raise self.unsupported("Div of two computed tensors")
-        return self.op_Add(node, a, 1.0, "Div")
-
-    def op_Clip(self, node, a):
-        x = self.val(node.input[0])
-        if self.opset < 11:
-            lo, hi = a.get("min", -np.inf), a.get("max", np.inf)
-        else:
-            lo, hi = (self.const(node, i, required=False) for i in (1, 2))
-            lo = -np.inf if lo is None else float(np.asarray(lo).reshape(-1)[0])
-            hi = np.inf if hi is None else float(np.asarray(hi).reshape(-1)[0])
-        if lo == 0.0 and hi == 6.0:
-            act = "relu6"
-        elif lo == 0.0 and hi >= 3.4e38:
-            act = "relu"
-        else:
-            raise self.unsupported(f"Clip to [{lo}, {hi}] (only [0, 6] and [0, inf])")
-        return self.same_layout(x, self.emit("activation", x.ir, act))
-
-    def op_LeakyRelu(self, node, a):
-        """No leaky act in the IR: for 0 <= alpha <= 1, leaky(x) = relu((1 - alpha) x) + alpha x, which is
-        exact for x <= 0 and within an ulp for x > 0."""
-        x = self.val(node.input[0])
-        alpha = float(a.get("alpha", 0.01))
-        if not 0.0 <= alpha <= 1.0:
-            raise self.unsupported(f"LeakyRelu with alpha={alpha} (only 0 <= alpha <= 1)")
-        pos = self.affine(x, 1.0 - alpha, 0.0, sub="positive")
-        pos = self.emit("activation", pos.ir, "relu", sub="positive_relu")
-        neg = self.affine(x, alpha, 0.0, sub="negative")
-        return self.same_layout(x, self.emit("add", [pos, neg.ir]))
+        ws["kernel"] = w.transpose(2, 3, 1, 0)          # OIHW -> HWIO; per group: (kh, kw, c / group, o)
+        return self.same_layout(x, self.emit("conv2d", x.ir, o, (kh, kw), s, pad, bias is not None, groups=group,
+                                             weights=ws))
 
     def pool(self, node, a, kind):
         edge = self.edge_pads.get(node.input[0]) if kind == "max" else None
@@ -317,79 +178,16 @@ class OpConverters:
         return self.dense(x, w, bias)
 
     def op_MatMul(self, node, a):
-        x = self.vector(node.input[0])
-        return self.dense(x, np.asarray(self.const(node, 1), np.float64), None)
-
-    def flatten(self, x: Val) -> Val:
-        if len(x.perm) == 2:
-            return x
-        order = _flat_order(self.b.shape(x.ir), x.perm)
-        return Val(self.emit("flatten", x.ir), IDENT2, order)
-
-    def op_Flatten(self, node, a):
+        """A (N, features) matrix, or a map whose last ONNX axis is the channel axis (Keras' Dense on NHWC maps:
+        ConvNeXt), times a constant matrix."""
         x = self.val(node.input[0])
-        axis = a.get("axis", 1)
-        if axis not in (1, 1 - len(x.perm)):
-            raise self.unsupported(f"Flatten with axis={axis} (only 1: keep the batch axis)")
-        return self.flatten(x)
-
-    def op_Reshape(self, node, a):
-        x = self.val(node.input[0])
-        target = [int(d) for d in np.asarray(self.const(node, 1, batch_ok=True)).reshape(-1)]
-        mask = self.batch_dims.get(node.input[1])
-        if mask is not None:            # the target holds the dynamic batch size (Keras: Shape(x)[0])
-            if mask.reshape(-1)[1:].any():
-                raise self.unsupported(f"Reshape to a shape that moves the dynamic batch size (entries {mask})")
-            target[0] = 0
-        src = self.shape(x)
-        size = int(np.prod(src))
-        if not target or target[0] not in (0, -1) + ((self.batch,) if self.batch else ()):
-            raise self.unsupported(f"Reshape to {target} changes the batch axis")
-        rest = [src[i] if d == 0 and not a.get("allowzero", 0) and i < len(src) else d
-                for i, d in enumerate(target[1:])]
-        if target[0] == -1 or rest.count(-1) > 1 or any(d < -1 for d in rest):
-            raise self.unsupported(f"Reshape to {target}: the batch axis must stay first (0 or its size)")
-        if -1 in rest:
-            known = int(np.prod([d for d in rest if d != -1]))
-            rest[rest.index(-1)] = size // known if known else 0
-        if int(np.prod(rest)) != size:
-            raise self.err(f"cannot reshape ONNX shape (N, {', '.join(map(str, src))}) to {target}")
-        if tuple(rest) == src:
-            return x
-        if len(rest) == 1:
-            return self.flatten(x)
-        if len(rest) == 3 and len(x.perm) == 2 and x.order is None:
-            if rest[1] * rest[2] == 1:          # (N, C, 1, 1): the same element order as NHWC (1, 1, C)
-                return Val(self.emit("reshape", x.ir, (1, 1, rest[0])), NCHW)
-            return Val(self.emit("reshape", x.ir, tuple(rest)), IDENT4)
-        raise self.unsupported(f"Reshape from ONNX shape (N, {', '.join(map(str, src))}) to {target}")
-
-    def op_Transpose(self, node, a):
-        x = self.val(node.input[0])
-        r = len(x.perm)
-        perm = a.get("perm", list(range(r))[::-1])
-        if sorted(perm) != list(range(r)) or perm[0] != 0:
-            raise self.unsupported(f"Transpose with perm={perm} on a rank-{r} tensor")
-        new = tuple(x.perm[p] for p in perm)
-        if new not in (NCHW, IDENT4, IDENT2):
-            raise self.unsupported(f"Transpose with perm={perm}: only NHWC <-> NCHW is supported")
-        return Val(x.ir, new, x.order)
-
-    def op_Softmax(self, node, a):
-        x = self.val(node.input[0])
-        r = len(x.perm)
-        axis = a.get("axis", 1 if self.opset < 13 else -1)
-        axis = axis + r if axis < 0 else axis
-        full = (1,) + self.shape(x)
-        ch = x.perm.index(r - 1)
-        if self.opset < 13:     # softmax over the flattened trailing axes
-            ok = 0 < axis <= ch and all(full[i] == 1 for i in range(axis, r) if i != ch)
-        else:
-            ok = axis == ch
-        if not ok:
-            raise self.unsupported(f"Softmax over axis {a.get('axis')} of ONNX shape {self.shape(x)} "
-                                   "(only the channel/feature axis)")
-        return self.same_layout(x, self.emit("softmax", x.ir))
+        w = np.asarray(self.const(node, 1), np.float64)
+        if len(x.perm) == 4 and x.perm[3] == 3:
+            c = self.b.shape(x.ir)[-1]
+            if w.ndim != 2 or w.shape[0] != c:
+                raise self.err(f"weight of shape {w.shape} does not fit {c} channels")
+            return self.same_layout(x, self.emit("dense", x.ir, w.shape[1], False, weights={"kernel": w}))
+        return self.dense(self.vector(node.input[0]), w, None)
 
     def op_Pad(self, node, a):
         """Zeros on height and width; or edge values right before MaxPool (Keras' 'same' max pooling with
@@ -435,7 +233,7 @@ class OpConverters:
         """Keras wraps every layer in float32 -> float32 Casts; computed tensors here are all float32."""
         if a.get("to", 1) != 1:
             raise self.unsupported(f"Cast of a computed float32 tensor to ONNX type {a.get('to')} (only to float32)")
-        return self.val(node.input[0])
+        return self.val(node.input[0], view_ok=True)
 
     def reduce(self, node, a, kind):
         """ReduceMean/ReduceMax over the spatial axes (Keras' GlobalAveragePooling2D on NHWC) is a global pool."""
@@ -459,12 +257,6 @@ class OpConverters:
 
     def op_ReduceMax(self, node, a):
         return self.reduce(node, a, "max")
-
-
-def _same(a, b) -> bool:
-    if a is None or b is None:
-        return a is None and b is None
-    return np.array_equal(a, b)
 
 
 def _windows_see_data(size, k, s, p0, p1) -> bool:

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from nets.errors import WeightsError
 from nets.io.onnx.proto import onnx_module, tensor_dtypes
+from nets.io.onnx.tensors import check_memory
 
 # folded ops that only move shape entries around (they may carry the dynamic batch size along)
 BATCH_MOVES = frozenset({"Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "Reshape", "Transpose", "Identity",
                          "Dropout", "Cast"})
-MAX_FOLDED_ELEMENTS = 1 << 24
 
 
 class ConstantFolding:
@@ -32,7 +33,7 @@ class ConstantFolding:
             if node.input[0] in self.consts:
                 full, mask = np.array(self.consts[node.input[0]].shape, np.int64), None
             else:
-                v = self.val(node.input[0])
+                v = self.val(node.input[0], view_ok=True)
                 full = np.array((self.batch or 1,) + self.shape(v), np.int64)
                 mask = None if self.batch else np.arange(len(full)) == 0
             lo, hi = a.get("start", 0), a.get("end", len(full))
@@ -55,6 +56,11 @@ class ConstantFolding:
         x = xs[0]
         if op in ("Identity", "Dropout"):
             return x
+        if op == "Sum":
+            out = xs[0]
+            for y in xs[1:]:
+                out = np.add(out, y).astype(np.result_type(out, y))
+            return out
         if op in ("Add", "Sub", "Mul", "Div"):
             fn = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide}[op]
             if op == "Div" and x.dtype.kind in "iu":
@@ -81,9 +87,11 @@ class ConstantFolding:
             return x.astype(onnx.helper.tensor_dtype_to_np_dtype(to))
         if op == "ConstantOfShape":
             shape = [int(d) for d in np.reshape(x, -1)]
-            if any(d < 0 for d in shape) or int(np.prod(shape)) > MAX_FOLDED_ELEMENTS:
-                raise self.err(f"ConstantOfShape with an absurd shape {shape}")
-            value = a.get("value", np.zeros(1, np.float32))
+            value = np.asarray(a.get("value", np.zeros(1, np.float32)))
+            if any(d < 0 for d in shape) or value.size != 1:
+                raise self.err(f"ConstantOfShape of shape {shape} with a value of shape {value.shape}")
+            check_memory(int(np.prod([float(d) for d in shape])) * value.itemsize,
+                         f"the ConstantOfShape constant of shape {shape}", WeightsError)
             return np.full(shape, np.reshape(value, -1)[0], value.dtype)
         if op == "Slice":
             if self.opset < 10:

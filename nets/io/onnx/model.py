@@ -36,13 +36,15 @@ class OnnxInterface:
 
 def onnx_to_graph(source, name: str | None = None) -> tuple[Graph, OnnxInterface]:
     """An ONNX file path, bytes or ModelProto -> (source graph with weights, interface)."""
+    base_dir = None             # external data is read only next to a model loaded from its path
     if isinstance(source, (bytes, bytearray)):
         m, src = parse_onnx(bytes(source), name or "<bytes>"), name or "<bytes>"
     elif isinstance(source, (str, os.PathLike)):
         m, src = read_onnx(source), os.fspath(source)
+        base_dir = os.path.dirname(os.path.abspath(src))
     else:
         m, src = source, name or "<model>"
-    imp = Importer(m, src)
+    imp = Importer(m, src, base_dir)
     graph, inp, outs, names = imp.run()
     return graph, OnnxInterface(imp.input_name, inp.perm, imp.shape(inp), names, outs)
 
@@ -80,6 +82,8 @@ class OnnxModel(Model):
                 y = y.transpose(v.perm)
             if v.order is not None:
                 y = y.reshape(len(y), -1)[:, v.order]
+            if v.view is not None:
+                y = y.reshape((len(y),) + tuple(v.view))
             res.append(y.copy() if not y.flags.c_contiguous else y)
         return res
 

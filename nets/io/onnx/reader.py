@@ -31,30 +31,37 @@ import os
 import numpy as np
 
 from kernels import ACTIVATIONS
-from nets.errors import KernelnetsError, ModelError, UnsupportedError, WeightsError
+from nets.errors import KernelnetsError, ModelError, UnsupportedError
 from nets.graph.builder import GraphBuilder
+from nets.io.onnx import patterns
 from nets.io.onnx.converters import IDENT2, IDENT4, NCHW, OpConverters, Val
-from nets.io.onnx.fold import MAX_FOLDED_ELEMENTS, ConstantFolding
-from nets.io.onnx.proto import onnx_module, tensor_dtypes
+from nets.io.onnx.fold import ConstantFolding
+from nets.io.onnx.proto import onnx_module
+from nets.io.onnx.tensors import check_memory, decode
 
-MAX_ELEMENTS = 1 << 28          # per sample per activation: 1 GiB of float32
-MAX_WEIGHT_ELEMENTS = 1 << 31
-# ONNX element-wise ops that are one of the runtime's activations: Relu -> "relu", HardSwish -> "hard_swish"
-ACTIVATION_OPS = {"".join(w.capitalize() for w in a.split("_")): a for a in ACTIVATIONS if a}
+# ONNX element-wise ops that are one of the runtime's activations: Relu -> "relu", Tanh -> "tanh" (ops with
+# attributes or other names, such as Gelu, HardSigmoid and HardSwish, have converters of their own)
+ACTIVATION_OPS = {"Sigmoid": "sigmoid", "Tanh": "tanh"} | {"".join(w.capitalize() for w in a.split("_")): a
+                                                            for a in ACTIVATIONS if a}
 SUPPORTED = frozenset(ACTIVATION_OPS) | frozenset({
     "Conv", "BatchNormalization", "Clip", "LeakyRelu", "MaxPool", "AveragePool", "GlobalAveragePool",
-    "GlobalMaxPool", "Add", "Sub", "Mul", "Div", "Concat", "Gemm", "MatMul", "Flatten", "Reshape",
-    "Transpose", "Softmax", "Pad", "Dropout", "Identity", "Constant", "Cast", "ReduceMean", "ReduceMax",
+    "GlobalMaxPool", "Add", "Sub", "Mul", "Div", "Sum", "Concat", "Gemm", "MatMul", "Flatten", "Reshape",
+    "Squeeze", "Unsqueeze", "Transpose", "Slice", "Split", "Gather", "Softmax", "Pad", "Dropout", "Identity",
+    "Constant", "Cast", "ReduceMean", "ReduceMax", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Gelu",
+    "LayerNormalization", "LRN",
 })
 # evaluated at load time when every input is a constant (shape arithmetic the exporters leave behind)
 FOLDABLE = frozenset({"Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "ConstantOfShape", "Slice",
-                      "Reshape", "Transpose", "Add", "Sub", "Mul", "Div", "Identity", "Dropout"})
+                      "Reshape", "Transpose", "Add", "Sub", "Mul", "Div", "Sum", "Identity", "Dropout"})
 # ops that do not care whether the input is NCHW or NHWC: the input layout is read past them
 LAYOUT_FREE = frozenset(ACTIVATION_OPS) | frozenset({"Cast", "Identity", "Dropout", "Pad", "Clip", "LeakyRelu", "Add",
-                                                    "Sub", "Mul", "Div"})
+                                                    "Sub", "Mul", "Div", "Sum", "Sigmoid", "Tanh", "HardSigmoid",
+                                                    "HardSwish", "Gelu", "Erf", "Activation"})
+
+
 class Importer(OpConverters, ConstantFolding):
-    def __init__(self, m, source: str):
-        self.m, self.src = m, source
+    def __init__(self, m, source: str, base_dir: str | None = None):
+        self.m, self.src, self.base_dir = m, source, base_dir
         opsets = [o.version for o in m.opset_import if o.domain in ("", "ai.onnx")]
         if not opsets:
             raise UnsupportedError(f"{source}: the model imports no standard ONNX opset")
@@ -72,28 +79,8 @@ class Importer(OpConverters, ConstantFolding):
 
     # ------------------------------------------------------------------ reading
     def array(self, t) -> np.ndarray:
-        """An initializer / attribute tensor as a numpy array, its size checked before it is decoded."""
-        onnx = onnx_module()
-        where = f"{self.src}: tensor {t.name!r}"
-        dims = [int(d) for d in t.dims]
-        if any(d < 0 for d in dims):
-            raise WeightsError(f"{where} has a negative dimension: {dims}")
-        size = math.prod(dims)
-        if size > MAX_WEIGHT_ELEMENTS:
-            raise WeightsError(f"{where} declares an absurd shape {dims} ({size} elements)")
-        if t.data_location == onnx.TensorProto.EXTERNAL or len(t.external_data):
-            raise WeightsError(f"{where} keeps its data in an external file, which is not supported; "
-                               "save the model with its weights inside")
-        if t.data_type not in tensor_dtypes(onnx):
-            raise WeightsError(f"{where} has ONNX data type {t.data_type}, which is not supported")
-        itemsize = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize
-        if t.raw_data and len(t.raw_data) != size * itemsize:
-            raise WeightsError(f"{where}: shape {dims} needs {size * itemsize} bytes, the file holds "
-                               f"{len(t.raw_data)}")
-        try:
-            return np.array(onnx.numpy_helper.to_array(t))
-        except (ValueError, TypeError) as e:      # typed fields that do not hold ``size`` values
-            raise WeightsError(f"{where}: its values do not fill shape {dims}: {e}") from None
+        """An initializer / attribute tensor as a numpy array, its size checked against the file first."""
+        return decode(t, f"{self.src}: tensor {t.name!r}", self.base_dir)
 
     def attrs(self, node) -> dict:
         """Attribute name -> value (strings decoded, tensors as arrays, lists as lists)."""
@@ -123,9 +110,13 @@ class Importer(OpConverters, ConstantFolding):
             raise self.err(f"attribute {key}={v} must be {n} integers in [{lo}, {1 << 20}]")
         return tuple(v)
 
-    def val(self, name: str) -> Val:
+    def val(self, name: str, view_ok: bool = False) -> Val:
         if name in self.vals:
-            return self.vals[name]
+            v = self.vals[name]
+            if v.view is not None and not view_ok:
+                raise self.unsupported(f"reads {name!r} of ONNX shape (N, {', '.join(map(str, v.view))}): only "
+                                       "(N, features) and (N, C, H, W) tensors are supported here")
+            return v
         if name in self.missing:
             raise self.unsupported(f"reads {self.missing[name]}, which the runtime does not compute")
         if name in self.edge_pads:
@@ -151,6 +142,8 @@ class Importer(OpConverters, ConstantFolding):
 
     def shape(self, v: Val) -> tuple:
         """Per-sample ONNX shape of a value."""
+        if v.view is not None:
+            return tuple(v.view)
         batched = (None,) + self.b.shape(v.ir)
         return tuple(batched[p] for p in v.perm)[1:]
 
@@ -177,9 +170,7 @@ class Importer(OpConverters, ConstantFolding):
             if arr.shape != tuple(want):
                 raise self.err(f"weight {k!r} has shape {arr.shape}, the layer needs {tuple(want)}")
             node.weights[k] = arr
-        size = math.prod(self.b.shape(v))
-        if size > MAX_ELEMENTS:
-            raise self.err(f"output shape {self.b.shape(v)} is absurdly large ({size} elements per sample)")
+        check_memory(4 * math.prod(self.b.shape(v)), f"output shape {self.b.shape(v)} (per sample)")
         return v
 
     # ------------------------------------------------------------------ whole graph
@@ -190,11 +181,19 @@ class Importer(OpConverters, ConstantFolding):
         inputs = [v for v in g.input if v.name not in self.consts]
         if len(inputs) != 1:
             raise ModelError(f"{self.src}: the model has {len(inputs)} runtime inputs; only one is supported")
+        self.nodes = self.rewrite(g)
         self.input(inputs[0])
-        for i, node in enumerate(g.node):
+        for i, node in enumerate(self.nodes):
             self.layer = node.name or (node.output[0] if node.output else "") or f"{node.op_type}_{i}"
-            if node.domain not in ("", "ai.onnx") or node.op_type not in SUPPORTED | FOLDABLE:
+            ours = node.domain == patterns.DOMAIN and node.op_type == "Activation"
+            if not ours and (node.domain not in ("", "ai.onnx") or node.op_type not in SUPPORTED | FOLDABLE):
                 self.problems.append(f"{self.layer} ({node.domain + '.' if node.domain else ''}{node.op_type})")
+                self.poison(node)
+                continue
+            lacking = self.lacking_activation(node)
+            if lacking:             # reported even after an unsupported node: it is unsupported on its own
+                self.problems.append(f"{self.layer!r}: {node.op_type} needs the {lacking!r} activation, which the "
+                                     "runtime does not have yet")
                 self.poison(node)
                 continue
             if any(name in self.poisoned for name in node.input):
@@ -220,7 +219,39 @@ class Importer(OpConverters, ConstantFolding):
             if v.ir == self.b.inputs[0]:
                 raise ModelError(f"{self.src}: output {o.name!r} is the input itself")
             outs.append(v)
+        self.prune([v.ir for v in outs])
         return self.b.build([v.ir for v in outs]), self.vals[self.input_name], outs, [o.name for o in g.output]
+
+    def rewrite(self, g) -> list:
+        """The node list with exporter idioms (activations written as arithmetic, torch's LRN) replaced by
+        one node each (``patterns.py``). The recognition only reads the file; where a damaged file trips it,
+        the nodes are converted one by one as they are."""
+        nodes = list(g.node)
+        try:
+            small = {t.name: self.consts[t.name] for t in g.initializer if self.consts[t.name].size <= 64}
+            return patterns.rewrite(nodes, small, self.attrs, [o.name for o in g.output], self.opset)
+        except (ValueError, TypeError, IndexError, KeyError, AttributeError, KernelnetsError):
+            return nodes
+
+    def prune(self, outputs):
+        """Drop nodes no output depends on (a file's dead branches, the unused half of a recognised idiom)."""
+        need, keep = set(outputs), []
+        for n in reversed(self.b.nodes):
+            if n.output in need or n.op == "input":
+                keep.append(n)
+                need.update(n.inputs)
+        self.b.nodes[:] = keep[::-1]
+
+    def lacking_activation(self, node) -> str | None:
+        """The activation an activation node needs when the runtime lacks it."""
+        op = node.op_type
+        if op == "Gelu":
+            act = "gelu_tanh" if self.attrs(node).get("approximate") == "tanh" else "gelu"
+        elif op == "Activation" and node.domain == patterns.DOMAIN:
+            act = self.attrs(node).get("act")
+        else:
+            act = {"HardSwish": "hard_silu", "HardSigmoid": "hard_sigmoid"}.get(op, ACTIVATION_OPS.get(op))
+        return act if act is not None and act not in ACTIVATIONS else None
 
     def poison(self, node):
         """A node that could not be converted: its consumers are skipped (not reported again)."""
@@ -237,8 +268,7 @@ class Importer(OpConverters, ConstantFolding):
         if len(dims) not in (2, 4) or any(d is None or d < 1 for d in dims[1:]):
             raise ModelError(f"{self.src}: input {vi.name!r} has shape {dims}; need (N, C, H, W), (N, H, W, C) "
                              "or (N, F) with fixed sizes after the batch axis")
-        if math.prod(dims[1:]) > MAX_ELEMENTS:
-            raise ModelError(f"{self.src}: input {vi.name!r} has an absurd shape {dims}")
+        check_memory(4 * math.prod(dims[1:]), f"{self.src}: input {vi.name!r} of shape {dims}")
         self.batch = dims[0]
         if len(dims) == 2:
             shape, perm = (dims[1],), IDENT2
@@ -255,7 +285,7 @@ class Importer(OpConverters, ConstantFolding):
         op that reads a layout: a Transpose to NCHW means NHWC (Keras and our exporter write that, Keras
         after a few float32 Casts or a ZeroPadding2D Pad); a Conv or pool reading it directly means NCHW."""
         users: dict[str, list] = {}
-        for n in self.m.graph.node:
+        for n in self.nodes:
             for i in n.input:
                 users.setdefault(i, []).append(n)
         todo, seen = [name], {name}
@@ -283,17 +313,19 @@ class Importer(OpConverters, ConstantFolding):
             return
         ins = [n for n in node.input if n]
         if op == "Shape" or (op in FOLDABLE and ins and all(n in self.consts for n in ins)):
-            arr = self.fold(node, op, a)
-            if arr.size > MAX_FOLDED_ELEMENTS:
-                raise self.err(f"the constant {op} makes has an absurd shape {arr.shape}")
-            self.consts[out] = arr
+            self.consts[out] = self.fold(node, op, a)
             return
-        if op not in SUPPORTED:
+        if op not in SUPPORTED and op != "Activation":
             raise self.unsupported(f"{op} on computed tensors (only on constants)")
-        if op in ACTIVATION_OPS:
-            x = self.val(node.input[0])
-            v = self.same_layout(x, self.emit("activation", x.ir, ACTIVATION_OPS[op]))
-        else:
+        if hasattr(self, "op_" + op):
             v = getattr(self, "op_" + op)(node, a)
-        if v is not None:               # None: an edge-mode Pad, kept aside for the MaxPool after it
+        else:
+            x = self.val(node.input[0], view_ok=True)
+            v = self.activation(x, ACTIVATION_OPS[op], op)
+        if isinstance(v, list):         # one Val per output (Split)
+            for name, part in zip(node.output, v):
+                if name:
+                    self.missing.pop(name, None)
+                    self.vals[name] = part
+        elif v is not None:             # None: an edge-mode Pad, kept aside for the MaxPool after it
             self.vals[out] = v
