@@ -30,6 +30,8 @@ def _legacy_name(layer, variable) -> str:
     name = variable.name.split("/")[-1].split(":")[0]
     if isinstance(layer, keras.layers.DepthwiseConv2D) and name == "kernel":
         return "depthwise_kernel"
+    if type(layer).__name__ == "LayerScale":        # ConvNeXt's: an unnamed weight, its gamma
+        return "gamma"
     return name
 
 
@@ -41,33 +43,80 @@ def legacy_weights(layer):
 _KERNELS = ("kernel", "depthwise_kernel")
 
 
+def _seeded(layer, name, shape, seed):
+    """seeded_array's values, plus rules for the statistics of an adapted Normalization layer."""
+    if isinstance(layer, keras.layers.Normalization) and name in ("mean", "variance", "count"):
+        rng = np.random.default_rng([seed, sum(map(ord, layer.name)), sum(map(ord, name))])
+        value = {"mean": rng.normal(0.0, 0.5, shape), "variance": rng.uniform(0.5, 2.0, shape),
+                 "count": np.full(shape, 1000.0)}[name]
+        return value.astype(np.float32)
+    return seeded_array(layer.name, name, shape, seed)
+
+
+def randomize_normalization_constants(model, seed: int = 0):
+    """Normalization layers built with ``mean=`` / ``variance=`` (EfficientNetV2, ConvNeXt) hold them as
+    constants, not weights: give them seeded values too (kept in the config that ``model.save`` writes),
+    scaled around the originals so the layer still maps its usual input range near N(0, 1)."""
+    rng = np.random.default_rng(seed + 101)
+    for layer in _all_layers(model):
+        if isinstance(layer, keras.layers.Normalization) and layer.input_mean is not None:
+            mean = np.asarray(layer.input_mean, np.float64)
+            var = np.asarray(layer.input_variance, np.float64)
+            mean = mean + rng.normal(0.0, 0.2, mean.shape) * np.sqrt(var)
+            var = var * rng.uniform(0.5, 2.0, var.shape)
+            layer.input_mean, layer.input_variance = mean.tolist(), var.tolist()
+            layer.build(layer._build_shapes_dict["input_shape"])
+    return model
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
+
+
 def randomize_keras_model(model, seed: int = 0, calib_input=None):
-    """Give every kernel, bias and BatchNorm statistic of ``model`` seeded non-trivial values.
+    """Give every kernel, bias, BatchNorm statistic, Normalization statistic and LayerScale gamma of
+    ``model`` (sub-models included) seeded non-trivial values.
 
     Arrays come from ``nets.zoo.seeded.seeded_array`` (He-scaled kernels, BN statistics far from the
     identity a fresh Keras BN is, so folding bugs show). He scaling alone lets residual nets blow up
     (measured logits std with it: ResNet50 ~7e3, Xception ~1e7), so each kernel is also divided by the
     RMS of its actual input, measured in one forward pass over ``calib_input`` (default: two seeded
-    N(0, 1) images) while the layers are filled in order (LSUV-style). Returns the model.
+    N(0, 1) images; a model whose input size is unknown, such as keras.applications' MobileNetV3 built
+    without ``input_shape``, needs one) while the layers are filled in order (LSUV-style).
+    Returns the model.
     """
     import torch
 
+    randomize_normalization_constants(model, seed)
     if calib_input is None:
-        shape = (2,) + tuple(model.inputs[0].shape[1:])
-        calib_input = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+        dims = tuple(model.inputs[0].shape[1:])
+        if any(d is None for d in dims):
+            raise ValueError(f"the model's input shape {(None,) + dims} has unknown dimensions: pass calib_input "
+                             "(images of the size it will run at)")
+        calib_input = np.random.default_rng(seed).standard_normal((2,) + dims).astype(np.float32)
 
     def fill(layer, x=None):
         scale = 1.0
         if x is not None:
             scale = 1.0 / max(float(torch.sqrt(torch.mean(torch.square(x.float())))), 1e-6)
         for name, var in legacy_weights(layer):
-            value = seeded_array(layer.name, name, tuple(var.shape), seed)
+            value = _seeded(layer, name, tuple(var.shape), seed)
             var.assign(value * np.float32(scale) if name in _KERNELS else value)
 
     done = set()
 
     def calibrating(op):
         def call(*args, **kwargs):
+            if isinstance(op, keras.Sequential):          # a sub-model: fill its layers one by one
+                x = args[0]
+                for layer in op.layers:
+                    x = calibrating(layer)(x)
+                return x
+            if isinstance(op, keras.Model) and hasattr(op, "_run_through_graph"):
+                return op._run_through_graph(list(args[:1]), operation_fn=calibrating)
             if isinstance(op, keras.layers.Layer) and op.weights and id(op) not in done:
                 done.add(id(op))
                 fill(op, args[0] if torch.is_tensor(args[0]) else None)
@@ -78,8 +127,8 @@ def randomize_keras_model(model, seed: int = 0, calib_input=None):
         raise TypeError("randomize_keras_model needs a functional Keras model")
     with torch.no_grad():
         model._run_through_graph([keras.ops.convert_to_tensor(calib_input)], operation_fn=calibrating)
-    for layer in model.layers:       # layers the graph walk did not reach
-        if layer.weights and id(layer) not in done:
+    for layer in _all_layers(model):       # layers the graph walk did not reach
+        if layer.weights and id(layer) not in done and not isinstance(layer, keras.Model):
             fill(layer)
     return model
 

@@ -43,6 +43,65 @@ def files(tmp_path_factory):
             "config": json.loads(members["config.json"])}
 
 
+@pytest.fixture(scope="module")
+def new_layer_files(tmp_path_factory):
+    """A seed with the layers of EfficientNet / ConvNeXt / MobileNetV3 / InceptionResNetV2: Normalization
+    (constants and adapted), squeeze-excite Multiply, op-layers with constant operands, grouped conv,
+    LayerNormalization, Dense on a map, LayerScale, CustomScaleLayer, Cropping2D and a nested
+    Sequential."""
+    from keras.src.applications.convnext import LayerScale
+    from keras.src.applications.inception_resnet_v2 import CustomScaleLayer
+
+    d = tmp_path_factory.mktemp("fuzz_new")
+    i = keras.Input((8, 8, 4), name="img")
+    x = L.Normalization(mean=[0.1, 0.2, 0.3, 0.4], variance=[1.0, 2.0, 3.0, 4.0], name="norm")(i)
+    x = L.Normalization(name="adapted")(x)
+    x = L.Conv2D(4, 3, padding="same", groups=2, name="grouped")(x)
+    s = L.Reshape((1, 1, 4), name="se_reshape")(L.GlobalAveragePooling2D(name="squeeze")(x))
+    s = L.ReLU(6.0, name="relu6")(L.Conv2D(4, 1, name="se_conv")(s) + 3.0) * (1.0 / 6.0)
+    x = L.Multiply(name="excite")([x, s])
+    x = L.LayerNormalization(epsilon=1e-6, name="ln")(x)
+    x = LayerScale(1e-6, 4, name="layer_scale")(L.Dense(4, name="pw")(x))
+    x = CustomScaleLayer(0.2, name="scaled")([i, x])
+    x = keras.Sequential([L.Cropping2D(1, name="crop"), L.Conv2D(3, 2, strides=2, name="down")], name="block")(x)
+    x = L.Dense(2, name="fc")(L.GlobalAveragePooling2D(name="gap")(x))
+    model = keras.Model(i, x)
+    model.save(d / "m.keras")
+    model.save(d / "m.h5")
+    with zipfile.ZipFile(d / "m.keras") as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    return {"dir": d, "keras": (d / "m.keras").read_bytes(), "h5": (d / "m.h5").read_bytes(), "members": members,
+            "config": json.loads(members["config.json"])}
+
+
+@FUZZ
+@given(data=st.data(), which=st.sampled_from(["keras", "h5"]))
+def test_mutated_new_layer_files_raise_only_our_errors(new_layer_files, data, which):
+    path = new_layer_files["dir"] / f"mutant.{which}"
+    path.write_bytes(mutate_bytes(new_layer_files[which], data.draw))
+    only_our_errors(load_keras_model, path)
+
+
+@FUZZ
+@given(data=st.data())
+def test_mutated_new_layer_configs_raise_only_our_errors(new_layer_files, data):
+    cfg = new_layer_files["config"]
+    candidates = [p for p in paths(cfg) if "dtype" not in p and "build_config" not in p]
+    cfg = replaced(cfg, data.draw(st.sampled_from(candidates)), data.draw(JSON))
+    only_our_errors(graph_from_keras_config, cfg, "fuzz.keras")
+    path = new_layer_files["dir"] / "mutant_cfg.keras"
+    with zipfile.ZipFile(path, "w") as z:
+        for name, blob in new_layer_files["members"].items():
+            z.writestr(name, json.dumps(cfg, allow_nan=True) if name == "config.json" else blob)
+    only_our_errors(load_keras_model, path)
+
+
+def test_the_new_layer_seeds_load_unmutated(new_layer_files):
+    for which in ("keras", "h5"):
+        g = load_keras_model(new_layer_files["dir"] / f"m.{which}")
+        assert {"norm", "adapted", "excite", "ln", "layer_scale", "scaled", "crop", "down"} <= {n.name for n in g.nodes}
+
+
 def twin_graph():
     b = GraphBuilder("twin")
     x = b.input((6, 6, 2), name="img")

@@ -5,9 +5,11 @@ weights files for the zoo's architectures.
     graph_from_keras_config(config, source="config", input_shape=None) -> Graph (no weights)
     load_h5_weights(graph, path)            legacy .h5 weights (every keras.applications generation)
 
-``config`` parses model configs, ``layers`` converts each layer, ``legacy_h5`` and ``keras3`` read the
-two weight layouts. h5py is optional (imported on use). Dimensions are bounded before any array is
-allocated; nothing is ever unpickled.
+``config`` parses model configs (sub-models flattened), ``layers`` converts each layer (with
+``merge``: Add, Multiply, ...; ``normalization``: BatchNormalization, Normalization, LayerNormalization,
+...; ``activations``: Keras' activation names), ``legacy_h5`` and ``keras3`` read the two weight
+layouts. h5py is optional (imported on use). Dimensions are bounded before any array is allocated;
+nothing is ever unpickled.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from nets.io.detect import detect_format
 from nets.io.keras.config import graph_from_keras_config
 from nets.io.keras.keras3 import load_keras3_weights, read_keras_archive
 from nets.io.keras.legacy_h5 import h5py_module, load_h5_weights, read_h5_model_config, save_h5_weights
+from nets.io.keras.normalization import finish_weights
 
 
 def load_keras_model(path, input_shape=None) -> Graph:
@@ -53,6 +56,7 @@ def load_keras_model(path, input_shape=None) -> Graph:
             zipfile.BadZipFile, EOFError) as e:
         raise ModelError(f"{path}: cannot read the Keras model (truncated or corrupt?): "
                          f"{type(e).__name__}: {e}") from None
+    finish_weights(graph)
     graph.source_format = fmt
     return graph
 

@@ -1,7 +1,8 @@
 """Keras 3 containers: the ``.keras`` zip (``config.json`` + ``model.weights.h5``, sizes checked before
 members are read) and the Keras 3 weights layout ``layers/<snake_case class>[_N]/vars/<i>``
 (``_layer_checkpoint_dependencies`` instead of ``layers`` in files from tf.keras 2.13+; recent Keras
-tags each ``vars`` group with its layer's name, which is preferred when present)."""
+tags each ``vars`` group with its layer's name, which is preferred when present). A sub-model keeps its
+layers in a ``layers`` group of its own: ``layers/sequential/layers/conv2d/vars``."""
 
 from __future__ import annotations
 
@@ -36,23 +37,39 @@ def _snake(cls: str) -> str:
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", s).lower()
 
 
-def _vars_groups(f, graph) -> dict:
-    """Layer name -> its ``vars`` group in a Keras 3 weights file."""
-    top = "layers" if "layers" in f else "_layer_checkpoint_dependencies"
-    if top not in f:
-        raise WeightsError("no 'layers' group: not a Keras 3 weights file")
+def _scope(group, rows, parents, out, depth=0):
+    """Map each layer directly inside the (sub-)model ``parents`` (rows of ``graph.keras_layers``) to its
+    group in ``group``, the h5 group of that (sub-)model, recursing into sub-models."""
+    if depth > 32:
+        raise WeightsError("sub-models nested too deeply")
+    top = "layers" if "layers" in group else "_layer_checkpoint_dependencies"
+    if top not in group:
+        raise WeightsError("no 'layers' group: not a Keras 3 weights file" if not parents else
+                           f"no 'layers' group for sub-model {parents[-1]!r}")
     tagged = {}
-    for key in f[top]:
-        g = f[top][key]
+    for key in group[top]:
+        g = group[top][key]
         if hasattr(g, "keys") and "vars" in g and "name" in g["vars"].attrs:
-            tagged[str(np.asarray(g["vars"].attrs["name"]).astype(str))] = g["vars"]
-    groups, used = {}, {}
-    for name, cls in graph.keras_layers:
+            tagged[str(np.asarray(g["vars"].attrs["name"]).astype(str))] = g
+    used = {}
+    for node_name, key, cls, where in rows:
+        if where != parents:
+            continue
         prefix = _snake(cls)
         k = used[prefix] = used.get(prefix, -1) + 1
-        path = f"{top}/{prefix}" + (f"_{k}" if k else "") + "/vars"
-        groups[name] = tagged[name] if name in tagged else (f[path] if path in f else None)
-    return groups
+        path = f"{top}/{prefix}" + (f"_{k}" if k else "")
+        g = tagged[key] if key in tagged else (group[path] if path in group else None)
+        if node_name is not None:
+            out[node_name] = g["vars"] if g is not None and "vars" in g else None
+        elif g is not None:
+            _scope(g, rows, parents + (key,), out, depth + 1)
+    return out
+
+
+def _vars_groups(f, graph) -> dict:
+    """Node name -> its ``vars`` group in a Keras 3 weights file (None where the file has none)."""
+    rows = graph.keras_layers or [(n.name, n.name, "", ()) for n in graph.nodes]
+    return _scope(f, rows, (), {})
 
 
 def load_keras3_weights(graph, f, path):
@@ -71,7 +88,7 @@ def load_keras3_weights(graph, f, path):
         arrays = {}
         for (wkey, shape), k in zip(node.weight_shapes.items(), keys):
             ds = h5_member(g, k, where)
-            if not hasattr(ds, "dtype") or ds.dtype.kind != "f" or tuple(ds.shape) != tuple(shape):
+            if not hasattr(ds, "dtype") or ds.dtype.kind not in "fiu" or tuple(ds.shape) != tuple(shape):
                 raise WeightsError(f"{where}: weight {wkey!r} expects a float array of shape {tuple(shape)}, "
                                    f"the file's vars/{k} is {getattr(ds, 'dtype', 'a group')} of shape "
                                    f"{getattr(ds, 'shape', None)}")

@@ -1,108 +1,30 @@
-"""Keras layers -> graph nodes: one converter per layer class (``CONVERTERS``), what each supports
-(``unsupported_reason``), and the validators that bound every configured size before anything is
-allocated."""
+"""Keras layers -> graph nodes: one converter per layer class (``CONVERTERS``; the op-layers Keras 3 writes
+for ``keras.ops`` calls in ``OP_CONVERTERS``), what each supports (``unsupported_reason``), and
+``check_supported``, which lists every unsupported layer of a model in one error.
+
+A converter is ``fn(builder, inputs, config, name, where) -> value``; ``inputs`` are the values of the
+layer's tensor arguments in order, with ``Const`` in the places Keras passed numbers.
+"""
 
 from __future__ import annotations
 
-import numpy as np
+from nets.errors import UnsupportedError
+from nets.io.keras import merge, normalization
+from nets.io.keras.activations import OP_ACTIVATIONS, act_name, canonical, supported
+from nets.io.keras.normalization import normalization_axis_ok
+from nets.io.keras.validate import MAX_ELEMENTS, Const, as_int, as_pair, fail, input_dims
 
-from kernels import ACTIVATIONS
-from nets.errors import ModelError, UnsupportedError
-
-MAX_DIM = 1 << 16              # any configured size: H, W, C, filters, units, kernel side
-MAX_ELEMENTS = 1 << 28         # one activation per sample, or one weight array (1 GiB of float32)
-MAX_PARAMS = 1 << 31
-
-_CONV_ACTS = tuple(a for a in ACTIVATIONS if a) + ("linear",)
-_LAYER_ACTS = _CONV_ACTS + ("softmax",)
 _WINDOWED = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D", "MaxPooling2D", "AveragePooling2D")
-
-# ----------------------------------------------------------------------------- small validators
-
-def fail(where, msg):
-    raise ModelError(f"{where}: {msg}")
-
-
-def as_int(v, what, where, lo=1, hi=MAX_DIM) -> int:
-    if isinstance(v, float) and v.is_integer():
-        v = int(v)
-    if not isinstance(v, int) or isinstance(v, bool):
-        fail(where, f"{what} must be an integer, got {v!r}")
-    if not lo <= v <= hi:
-        fail(where, f"{what} = {v} is outside {lo}..{hi}")
-    return v
+# Identity at inference (Keras runs them only in training)
+IDENTITY = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianDropout", "GaussianNoise",
+            "AlphaDropout", "ActivityRegularization", "Identity", "StochasticDepth")
+# Layers defined inside keras.applications rather than keras.layers: accepted from Keras' own modules only
+APPLICATION_LAYERS = ("CustomScaleLayer", "LayerScale", "StochasticDepth")
+# Classes that accept constant operands
+ARITHMETIC = ("Add", "Multiply", "Subtract", "TrueDivide", "Divide")
 
 
-def as_pair(v, what, where, lo=1):
-    if isinstance(v, (list, tuple)):
-        if len(v) != 2:
-            fail(where, f"{what} must be an int or a pair, got {v!r}")
-        return tuple(as_int(a, what, where, lo) for a in v)
-    a = as_int(v, what, where, lo)
-    return (a, a)
-
-
-def as_num(v, what, where) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
-        fail(where, f"{what} must be a finite number, got {v!r}")
-    return float(v)
-
-
-def act_name(v):
-    if v is None:
-        return "linear"
-    if isinstance(v, dict):       # {"module": "keras.activations", "class_name": "function", "config": "relu"}
-        inner = v.get("config")
-        return inner if isinstance(inner, str) else str(v.get("class_name", "")).lower()
-    return v if isinstance(v, str) else repr(v)
-
-
-def input_dims(v, where) -> list:
-    if not isinstance(v, (list, tuple)) or not 2 <= len(v) <= 4:
-        fail(where, f"input shape must be a list (batch, ...) of rank 2 to 4, got {v!r}")
-    return list(v[1:])
-
-
-# ----------------------------------------------------------------------------- what is supported
-
-def unsupported_reason(lay) -> str | None:
-    """Why ``lay`` cannot be imported, or None. Only options that change the result are checked."""
-    c, cls = lay.cfg, lay.cls
-    if cls not in CONVERTERS:
-        return "layer type not supported"
-    if lay.calls > 1:
-        return f"a shared layer (called {lay.calls} times)"
-    if c.get("data_format") not in (None, "channels_last"):
-        return f"data_format={c.get('data_format')!r} (only channels_last)"
-    if cls in _WINDOWED and c.get("padding", "valid") not in ("valid", "same"):
-        return f"padding={c.get('padding')!r}"
-    if cls in _WINDOWED[:3]:
-        if c.get("dilation_rate", 1) not in (1, [1, 1], (1, 1)):
-            return f"dilation_rate={c.get('dilation_rate')!r}"
-        if c.get("groups", 1) != 1:
-            return f"groups={c.get('groups')!r}"
-    if cls in _WINDOWED[:3] and act_name(c.get("activation")) not in _CONV_ACTS:
-        return f"activation={act_name(c.get('activation'))!r}"
-    if cls in ("Dense", "Activation") and act_name(c.get("activation")) not in _LAYER_ACTS:
-        return f"activation={act_name(c.get('activation'))!r}"
-    if cls == "ReLU":
-        if c.get("max_value") not in (None, 6, 6.0):
-            return f"max_value={c.get('max_value')!r} (only None or 6)"
-        if c.get("negative_slope", 0) not in (0, 0.0) or c.get("threshold", 0) not in (0, 0.0):
-            return "negative_slope/threshold (leaky or thresholded ReLU)"
-    if cls == "Softmax" and c.get("axis", -1) not in (-1, [-1]):
-        return f"axis={c.get('axis')!r} (only -1)"
-    return None
-
-
-def check_supported(layers, source):
-    bad = [(lay.name, lay.cls, why) for lay in layers if (why := unsupported_reason(lay))]
-    if bad:
-        lines = "; ".join(f"{n!r} ({c}): {w}" for n, c, w in bad)
-        raise UnsupportedError(f"{source}: {len(bad)} unsupported layer(s): {lines}")
-
-
-# ----------------------------------------------------------------------------- layers -> graph
+# ----------------------------------------------------------------------------- converters
 
 def _input(b, xs, c, name, where):
     shape = input_dims(c.get("batch_shape") or c.get("batch_input_shape"), where)
@@ -119,8 +41,13 @@ def _windowed(c, where, size_key="kernel_size"):
 
 def _conv(b, xs, c, name, where):
     k, s, p = _windowed(c, where)
-    return b.conv2d(xs[0], as_int(c.get("filters"), "filters", where), k, s, p, bool(c.get("use_bias", True)),
-                    act_name(c.get("activation")), name=name)
+    groups = as_int(c.get("groups", 1), "groups", where)
+    filters = as_int(c.get("filters"), "filters", where)
+    cin = b.shape(xs[0])[-1]
+    if cin % groups or filters % groups:
+        fail(where, f"groups={groups} does not divide the {cin} input channels and {filters} filters")
+    return b.conv2d(xs[0], filters, k, s, p, bool(c.get("use_bias", True)), act_name(c.get("activation")),
+                    groups=groups, name=name)
 
 
 def _depthwise(b, xs, c, name, where):
@@ -134,37 +61,6 @@ def _separable(b, xs, c, name, where):
     return b.separable_conv2d(xs[0], as_int(c.get("filters"), "filters", where), k, s, p,
                               as_int(c.get("depth_multiplier", 1), "depth_multiplier", where),
                               bool(c.get("use_bias", True)), act_name(c.get("activation")), name=name)
-
-
-def _channel_axis(b, x, axis, where):
-    axis = axis[0] if isinstance(axis, list) and len(axis) == 1 else axis
-    if axis not in (-1, len(b.shape(x))):
-        raise UnsupportedError(f"{where}: axis={axis!r} for an input of shape {b.shape(x)} (only the last axis)")
-
-
-def _batch_norm(b, xs, c, name, where):
-    _channel_axis(b, xs[0], c.get("axis", -1), where)
-    eps = as_num(c.get("epsilon", 1e-3), "epsilon", where)
-    return b.batch_norm(xs[0], eps, bool(c.get("center", True)), bool(c.get("scale", True)), name=name)
-
-
-def _rescaling(b, xs, c, name, where):
-    ch = b.shape(xs[0])[-1]
-    consts = {}
-    for key, default in (("scale", 1.0), ("offset", 0.0)):
-        v = c.get(key, default)
-        vals = v if isinstance(v, list) else [v]
-        arr = np.array([as_num(a, key, where) for a in vals], np.float64)
-        if arr.size not in (1, ch):
-            fail(where, f"{key} has {arr.size} values for {ch} channels")
-        consts[key] = np.broadcast_to(arr, (ch,)).astype(np.float32)
-    v = b.batch_norm(xs[0], 0.0, True, True, name=name)
-    node = b.nodes[-1]   # constants, not weights: no file holds them
-    node.weight_shapes = {}
-    node.weights = {"gamma": consts["scale"], "beta": consts["offset"],
-                    "moving_mean": np.zeros(ch, np.float32), "moving_variance": np.ones(ch, np.float32)}
-    node.attrs["rescaling"] = True
-    return v
 
 
 def _relu(b, xs, c, name, where):
@@ -182,28 +78,23 @@ def _global(op):
     return lambda b, xs, c, name, where: getattr(b, op)(xs[0], bool(c.get("keepdims", False)), name=name)
 
 
-def _zero_pad(b, xs, c, name, where):
-    p = c.get("padding", 1)
+def _four(c, key, default, where):
+    """Keras' ZeroPadding2D / Cropping2D forms: an int, (h, w), or ((top, bottom), (left, right))."""
+    p = c.get(key, default)
     if isinstance(p, list) and all(isinstance(a, list) for a in p):
-        p = [[as_int(a, "padding", where, 0) for a in q] for q in p]
+        p = [[as_int(a, key, where, 0) for a in q] for q in p]
         if len(p) != 2 or any(len(q) != 2 for q in p):
-            fail(where, f"padding must be ((top, bottom), (left, right)), got {c.get('padding')!r}")
-        return b.zero_pad(xs[0], tuple(tuple(q) for q in p), name=name)
-    return b.zero_pad(xs[0], as_pair(p, "padding", where, 0), name=name)
+            fail(where, f"{key} must be ((top, bottom), (left, right)), got {c.get(key)!r}")
+        return tuple(tuple(q) for q in p)
+    return as_pair(p, key, where, 0)
 
 
-def _add(b, xs, c, name, where):
-    if len(xs) < 2:
-        fail(where, f"Add needs at least 2 inputs, got {len(xs)}")
-    acc = xs[0]
-    for k, x in enumerate(xs[1:], 1):
-        acc = b.add([acc, x], name=name if k == len(xs) - 1 else f"{name}/partial{k}")
-    return acc
+def _zero_pad(b, xs, c, name, where):
+    return b.zero_pad(xs[0], _four(c, "padding", 1, where), name=name)
 
 
-def _concat(b, xs, c, name, where):
-    _channel_axis(b, xs[0], c.get("axis", -1), where)
-    return b.concat(xs, -1, name=name)
+def _crop(b, xs, c, name, where):
+    return b.crop(xs[0], _four(c, "cropping", 0, where), name=name)
 
 
 def _dense(b, xs, c, name, where):
@@ -219,21 +110,125 @@ def _reshape(b, xs, c, name, where):
                              for d in t], name=name)
 
 
+def _identity(b, xs, c, name, where):
+    return b.dropout(xs[0], 0.0, name=name)
+
+
+def _op_activation(act):
+    def convert(b, xs, c, name, where):
+        return b.activation(xs[0], canonical(act, c.get("approximate") is True), name=name)
+    return convert
+
+
 CONVERTERS = {
     "InputLayer": _input,
     "Conv2D": _conv, "DepthwiseConv2D": _depthwise, "SeparableConv2D": _separable,
-    "BatchNormalization": _batch_norm,
+    "BatchNormalization": normalization.batch_norm, "LayerNormalization": normalization.layer_norm,
+    "Normalization": normalization.normalization, "Rescaling": normalization.rescaling,
+    "LayerScale": normalization.layer_scale,
     "Activation": lambda b, xs, c, name, where: b.activation(xs[0], act_name(c.get("activation")), name=name),
     "ReLU": _relu,
     "MaxPooling2D": _pool("max_pool2d"), "AveragePooling2D": _pool("avg_pool2d"),
     "GlobalAveragePooling2D": _global("global_avg_pool"), "GlobalMaxPooling2D": _global("global_max_pool"),
-    "ZeroPadding2D": _zero_pad,
-    "Add": _add, "Concatenate": _concat,
+    "ZeroPadding2D": _zero_pad, "Cropping2D": _crop,
+    "Add": merge.add, "Multiply": merge.multiply, "Subtract": merge.subtract, "Concatenate": merge.concatenate,
+    "CustomScaleLayer": merge.custom_scale,
     "Dense": _dense,
     "Flatten": lambda b, xs, c, name, where: b.flatten(xs[0], name=name),
     "Reshape": _reshape,
-    "Dropout": lambda b, xs, c, name, where: b.dropout(xs[0], 0.0, name=name),
-    "SpatialDropout2D": lambda b, xs, c, name, where: b.dropout(xs[0], 0.0, name=name),
     "Softmax": lambda b, xs, c, name, where: b.softmax(xs[0], name=name),
-    "Rescaling": _rescaling,
+    **{cls: _identity for cls in IDENTITY},
 }
+
+# op-layers: what Keras 3 writes for a keras.ops call in a functional model (module keras.src.ops.*)
+OP_CONVERTERS = {
+    "Add": merge.add, "Multiply": merge.multiply, "Subtract": merge.subtract,
+    "TrueDivide": merge.divide, "Divide": merge.divide,
+    **{cls: _op_activation(act) for cls, act in OP_ACTIVATIONS.items()},
+}
+
+
+def is_op_layer(lay) -> bool:
+    """An op-layer: its module says so (``.keras``); a full-model ``.h5`` has no module, so there a class
+    that only keras.ops has (``TrueDivide``, ``Gelu``, ...) is taken for one."""
+    if lay.module is None:
+        return lay.cls in OP_CONVERTERS and lay.cls not in CONVERTERS
+    return isinstance(lay.module, str) and lay.module.startswith("keras.src.ops")
+
+
+def converter(lay):
+    return (OP_CONVERTERS if is_op_layer(lay) else CONVERTERS).get(lay.cls)
+
+
+# ----------------------------------------------------------------------------- what is supported
+
+def _activation_reason(c, cls, softmax) -> str | None:
+    act = act_name(c.get("activation"))
+    if not supported(act, softmax):
+        return f"activation={act!r}"
+    return None
+
+
+def _shape_reason(lay) -> str | None:
+    """Checks that need the input shapes Keras 3 writes into a config (skipped when absent)."""
+    shapes, c, cls = lay.in_shapes, lay.cfg, lay.cls
+    if not shapes or any(s is None for s in shapes):
+        return None
+    if cls in ("Add", "Multiply", "Subtract") and len(shapes) > 1:
+        return merge.broadcast_problem(shapes)
+    if cls in ("LayerNormalization", "Normalization", "BatchNormalization"):
+        axis = c.get("axis", -1)
+        if cls == "LayerNormalization" and (axis is None or axis == []):
+            return "axis=None (only the last axis)"
+        if not normalization_axis_ok(axis, len(shapes[0]) + 1):
+            return f"axis={axis!r} for inputs of rank {len(shapes[0]) + 1} (only the last axis)"
+    return None
+
+
+def unsupported_reason(lay) -> str | None:
+    """Why ``lay`` cannot be imported, or None. Only options that change the result are checked."""
+    c, cls = lay.cfg, lay.cls
+    if converter(lay) is None:
+        return f"keras.ops op-layer {cls!r} not supported" if is_op_layer(lay) else "layer type not supported"
+    if cls in APPLICATION_LAYERS and isinstance(lay.module, str) and not lay.module.startswith("keras"):
+        return f"a custom layer from module {lay.module!r} (only the one keras.applications defines)"
+    if lay.calls > 1:
+        return f"a shared layer (called {lay.calls} times)"
+    if any(isinstance(a, Const) for a in lay.args) and cls not in ARITHMETIC:
+        return "constant operands"
+    if cls in ("TrueDivide", "Divide") and not (len(lay.args) == 2 and isinstance(lay.args[1], Const)
+                                                 and not isinstance(lay.args[0], Const)):
+        what = "a constant divided by a tensor" if lay.args and isinstance(lay.args[0], Const) else "tensor / tensor"
+        return f"{what} (only a tensor divided by a constant)"
+    if c.get("data_format") not in (None, "channels_last"):
+        return f"data_format={c.get('data_format')!r} (only channels_last)"
+    if cls in _WINDOWED and c.get("padding", "valid") not in ("valid", "same"):
+        return f"padding={c.get('padding')!r}"
+    if cls in _WINDOWED[:3]:
+        if c.get("dilation_rate", 1) not in (1, [1, 1], (1, 1)):
+            return f"dilation_rate={c.get('dilation_rate')!r}"
+        if cls != "Conv2D" and c.get("groups", 1) != 1:
+            return f"groups={c.get('groups')!r}"
+        return _activation_reason(c, cls, False)
+    if cls in ("Dense", "Activation"):
+        return _activation_reason(c, cls, True)
+    if is_op_layer(lay) and cls in OP_ACTIVATIONS:
+        act = canonical(OP_ACTIVATIONS[cls], c.get("approximate") is True)
+        return None if supported(act) else f"activation {act!r}"
+    if cls == "ReLU":
+        if c.get("max_value") not in (None, 6, 6.0):
+            return f"max_value={c.get('max_value')!r} (only None or 6)"
+        if c.get("negative_slope", 0) not in (0, 0.0) or c.get("threshold", 0) not in (0, 0.0):
+            return "negative_slope/threshold (leaky or thresholded ReLU)"
+    if cls == "Softmax" and c.get("axis", -1) not in (-1, [-1]):
+        return f"axis={c.get('axis')!r} (only -1)"
+    if cls == "LayerNormalization" and c.get("rms_scaling"):
+        return "rms_scaling=True"
+    return _shape_reason(lay)
+
+
+def check_supported(layers, source):
+    bad = [(lay.name, lay.cls, why) for lay in layers if (why := unsupported_reason(lay))]
+    if bad:
+        lines = "; ".join(f"{n!r} ({c}): {w}" for n, c, w in bad)
+        raise UnsupportedError(f"{source}: {len(bad)} unsupported layer(s): {lines}")

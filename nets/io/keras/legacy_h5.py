@@ -124,7 +124,7 @@ def _read_layer(root, lname, path) -> list[tuple[str, object]]:
         ds = _dataset(group, wname, f"{path}: layer {lname!r}")
         if ds is None or not hasattr(ds, "shape"):
             raise WeightsError(f"{path}: layer {lname!r} lists weight {wname!r} but has no such dataset")
-        if ds.dtype.kind != "f":
+        if ds.dtype.kind not in "fiu":    # (integers: a Normalization's count)
             raise WeightsError(f"{path}: layer {lname!r}: weight {wname!r} has dtype {ds.dtype}, "
                                "expected floating point")
         out.append((wname, ds))
@@ -220,14 +220,32 @@ def file_generation(layer_names) -> str:
     return "named"
 
 
+def _nested_nodes(graph) -> dict:
+    """Weighted nodes that were layers of a sub-model: node name -> (the top-level sub-model, Keras name)."""
+    weighted = {n.name for n in graph.weighted_nodes()}
+    return {name: (parents[0], key) for name, key, _, parents in (graph.keras_layers or [])
+            if parents and name in weighted}
+
+
+def _sub_layer(root, container, key, path):
+    """The arrays of layer ``key`` inside sub-model ``container``: Keras lists all of a sub-model's arrays
+    under the sub-model (trainable ones first), named ``<sub-model>/<layer>/<weight>`` or ``<layer>/<weight>``."""
+    if container not in root:
+        raise WeightsError(f"{path}: the file has no weights for sub-model {container!r}")
+    return [(w, ds) for w, ds in _read_layer(root, container, path)
+            if len(w.split("/")) >= 2 and w.split("/")[-2] == key]
+
+
 def _load_from_file(graph, f, path):
     root = _weights_group(f, path)
-    nodes = graph.weighted_nodes()
+    nested = _nested_nodes(graph)
+    containers = {c for c, _ in nested.values()}
+    nodes = [n for n in graph.weighted_nodes() if n.name not in nested]
     file_layers = []
     for lname in read_string_list(root, "layer_names"):
         if lname not in root:
             raise WeightsError(f"{path}: 'layer_names' lists {lname!r} but the file has no such group")
-        if read_string_list(h5_member(root, lname, path), "weight_names"):
+        if read_string_list(h5_member(root, lname, path), "weight_names") and lname not in containers:
             file_layers.append(lname)
     generation = file_generation(file_layers)
     by_name = {n: n for n in file_layers}
@@ -257,6 +275,10 @@ def _load_from_file(graph, f, path):
     for node, lname in pairs:
         loaded[node.name] = _check_layer(node, lname, _read_layer(root, lname, path), path, how,
                                          "order" if how else "name")
+    for name, (container, key) in nested.items():
+        node = graph.node(name)
+        loaded[name] = _check_layer(node, f"{container}/{key}", _sub_layer(root, container, key, path), path,
+                                    f" (layer {key!r} of sub-model {container!r})", "name")
     return loaded, mode, generation, eps
 
 
