@@ -9,6 +9,8 @@ Pipeline (``optimize``):
     fold_batchnorm   BN after conv / depthwise / dense folded into its weights and bias;
                      any other BN becomes a channel_affine node
     fold_zero_pad    ZeroPadding2D folded into the padding of the conv / depthwise / max pool after it
+    fold_affine_into_next  a channel_affine (input Rescaling / Normalization) merged into the affine
+                     after it, or folded into the unpadded conv that alone reads it
     fuse_residual    add(conv(x), y) -> conv with residual=y (the conv moves to the add's place)
     fuse_activation  ReLU / ReLU6 folded into the epilogue of the conv / depthwise / dense / add before it
     split_grouped_convs  a conv with 1 < groups < channels becomes one conv per group on a channel
@@ -145,6 +147,37 @@ def fold_zero_pad(g: Graph) -> Graph:
     return g
 
 
+def fold_affine_into_next(g: Graph) -> Graph:
+    """A constant per-channel affine (an unfolded BatchNorm, Rescaling, Normalization) merged into the
+    affine after it, then folded into the weights of the unpadded, ungrouped convolution that alone
+    reads it: conv(x * s + t) = conv'(x) + b' with kernel rows scaled by s and b' = b + sum k * t.
+    With padding it would not be exact (the padded zeros would become -t / s), so it stays a node."""
+    for aff in [n for n in g.nodes if n.op == "channel_affine"]:
+        nxt = _sole_consumer(g, aff.output)
+        if aff.attrs.get("act") is not None or nxt is None:
+            continue
+        s, t = aff.weights["scale"].astype(np.float64), aff.weights["shift"].astype(np.float64)
+        if nxt.op == "channel_affine":
+            s2 = nxt.weights["scale"].astype(np.float64)
+            nxt.weights = {"scale": (s * s2).astype(np.float32),
+                           "shift": (t * s2 + nxt.weights["shift"].astype(np.float64)).astype(np.float32)}
+        elif (nxt.op == "conv2d" and nxt.attrs.get("groups", 1) == 1 and tuple(nxt.attrs["pad"]) == (0, 0, 0, 0)
+              and nxt.attrs.get("residual") is None):
+            k = nxt.weights["kernel"].astype(np.float64)               # (kh, kw, cin, cout)
+            bias = nxt.weights.get("bias")
+            bias = np.zeros(k.shape[-1]) if bias is None else bias.astype(np.float64)
+            nxt.weights["kernel"] = (k * s[:, None]).astype(np.float32)
+            nxt.weights["bias"] = (bias + np.einsum("hwio,i->o", k, t)).astype(np.float32)
+            nxt.weight_shapes["bias"] = (k.shape[-1],)
+            nxt.attrs["use_bias"] = True
+        else:
+            continue
+        nxt.inputs = [aff.inputs[0] if v == aff.output else v for v in nxt.inputs]
+        nxt.fused[:0] = [aff.name] + aff.fused
+        g.nodes.remove(aff)
+    return g
+
+
 def fuse_residual(g: Graph) -> Graph:
     for add in [n for n in g.nodes if n.op == "add"]:
         if add.attrs.get("act") is not None:
@@ -241,6 +274,7 @@ def optimize(graph: Graph, fuse: bool = True) -> Graph:
     fold_batchnorm(g)
     if fuse:
         fold_zero_pad(g)
+        fold_affine_into_next(g)
         fuse_residual(g)
         fuse_activation(g)
     split_grouped_convs(g)
