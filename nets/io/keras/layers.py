@@ -148,6 +148,28 @@ OP_CONVERTERS = {
 }
 
 
+# what the supported-layers table (tools/supported_table.py -> README) says beside a layer
+NOTES = {
+    "Conv2D": "any groups (groups == channels: depthwise); no dilation",
+    "DepthwiseConv2D": "any depth_multiplier", "SeparableConv2D": "any depth_multiplier",
+    "ReLU": "max_value None or 6", "Softmax": "last axis",
+    "BatchNormalization": "last axis; folded into the conv / dense before it",
+    "LayerNormalization": "last axis", "Normalization": "last axis or none; mean / variance in the config or "
+                                                        "the weights file; invert",
+    "Rescaling": "scale / offset per channel or scalar", "Dense": "on vectors and on feature maps (per pixel)",
+    "Add": "equal shapes, (1, 1, C) against (H, W, C), constants",
+    "Multiply": "equal shapes, (1, 1, C) against (H, W, C) (squeeze-excite), constants",
+    "Subtract": "two tensors or a tensor and a constant", "Concatenate": "channel axis",
+    "CustomScaleLayer": "InceptionResNetV2's", "LayerScale": "ConvNeXt's", "StochasticDepth": "identity",
+    "TrueDivide": "by a constant", "Divide": "by a constant", "Gelu": "approximate or not",
+}
+
+
+def supported_op_layers() -> list[str]:
+    """The op-layer classes importable today (activation ops once the kernels have the activation)."""
+    return [c for c in OP_CONVERTERS if c not in OP_ACTIVATIONS or supported(OP_ACTIVATIONS[c])]
+
+
 def is_op_layer(lay) -> bool:
     """An op-layer: its module says so (``.keras``); a full-model ``.h5`` has no module, so there a class
     that only keras.ops has (``TrueDivide``, ``Gelu``, ...) is taken for one."""
