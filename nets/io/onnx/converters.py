@@ -150,25 +150,33 @@ class OpConverters(ElementwiseConverters, LayoutConverters):
         return v
 
     def dense(self, x: Val, kernel, bias):
+        """A dense layer on the vector ``x``; the weight rows follow the vector's element order. Float32 and
+        one pass over the weight where possible: VGG's fc1 is 4096 x 25088."""
         f = self.b.shape(x.ir)[0]
         if kernel.ndim != 2 or kernel.shape[0] != f:
             raise self.err(f"weight of shape {kernel.shape} does not fit {f} input features")
+        kernel = np.asarray(kernel, np.float32)
         if x.order is not None:
-            rows = np.empty_like(kernel)
+            rows = np.empty_like(kernel, order="C")
             rows[x.order] = kernel
             kernel = rows
-        ws = {"kernel": kernel} if bias is None else {"kernel": kernel, "bias": bias}
+        ws = {"kernel": np.ascontiguousarray(kernel)}
+        if bias is not None:
+            ws["bias"] = bias
         return Val(self.emit("dense", x.ir, kernel.shape[1], bias is not None, weights=ws), IDENT2)
 
     def op_Gemm(self, node, a):
         x = self.vector(node.input[0])
-        w = np.asarray(self.const(node, 1), np.float64)
+        w = np.asarray(self.const(node, 1), np.float32)
         c = self.const(node, 2, required=False)
         if a.get("transA", 0):
             raise self.unsupported("Gemm with transA=1")
         if w.ndim != 2:
             raise self.err(f"Gemm weight must be 2-D, got {w.shape}")
-        w = (w.T if a.get("transB", 0) else w) * a.get("alpha", 1.0)
+        w = w.T if a.get("transB", 0) else w
+        alpha = float(a.get("alpha", 1.0))
+        if alpha != 1.0:
+            w = w * np.float32(alpha)
         bias = None
         if c is not None:
             c = np.asarray(c, np.float64)
@@ -181,7 +189,7 @@ class OpConverters(ElementwiseConverters, LayoutConverters):
         """A (N, features) matrix, or a map whose last ONNX axis is the channel axis (Keras' Dense on NHWC maps:
         ConvNeXt), times a constant matrix."""
         x = self.val(node.input[0])
-        w = np.asarray(self.const(node, 1), np.float64)
+        w = np.asarray(self.const(node, 1), np.float32)
         if len(x.perm) == 4 and x.perm[3] == 3:
             c = self.b.shape(x.ir)[-1]
             if w.ndim != 2 or w.shape[0] != c:

@@ -45,6 +45,7 @@ class Exporter:
         self.inits = []
         self.tensor: dict[str, str] = {}     # our value -> ONNX tensor holding it (NCHW for maps)
         self.outputs = set(g.outputs)
+        self.opset = 17
 
     # -------------------------------------------------------------------- helpers
     def is_map(self, value: str) -> bool:
@@ -93,16 +94,38 @@ class Exporter:
         return f"{value}__nchw" if value in self.outputs and self.is_map(value) else value
 
     def act(self, x: str, act, out: str, layer: str, node_name: str | None = None) -> str:
-        """An activation node; named ``layer/act`` when it is the epilogue of another layer."""
+        """An activation node; named ``layer/act`` when it is the epilogue of another layer. SiLU, and GELU
+        before opset 20, are written as the arithmetic torch's exporters write for them."""
         name = node_name or f"{layer}/{act}"
-        if act == "relu":
-            return self.emit("Relu", [x], out, name)
+        simple = {"relu": ("Relu", {}), "sigmoid": ("Sigmoid", {}), "tanh": ("Tanh", {}),
+                  "hard_sigmoid": ("HardSigmoid", {"alpha": 1.0 / 6.0, "beta": 0.5}), "hard_silu": ("HardSwish", {}),
+                  "softmax": ("Softmax", {"axis": 1})}
+        if act in simple:
+            op, attrs = simple[act]
+            return self.emit(op, [x], out, name, **attrs)
         if act == "relu6":
             lo = self.init(f"{layer}/clip_min", np.array(0.0, np.float32))
             hi = self.init(f"{layer}/clip_max", np.array(6.0, np.float32))
             return self.emit("Clip", [x, lo, hi], out, name)
-        if act == "softmax":
-            return self.emit("Softmax", [x], out, name, axis=1)
+        if act == "silu":
+            s = self.emit("Sigmoid", [x], f"{out}__sigmoid", f"{name}/sigmoid")
+            return self.emit("Mul", [x, s], out, name)
+        if act in ("gelu", "gelu_tanh") and self.opset >= 20:
+            return self.emit("Gelu", [x], out, name, approximate="tanh" if act == "gelu_tanh" else "none")
+        if act in ("gelu", "gelu_tanh"):
+            c = lambda key, v: self.init(f"{name}/{key}", np.array(v, np.float32))
+            if act == "gelu":           # 0.5 x (1 + erf(x / sqrt 2))
+                t = self.emit("Div", [x, c("sqrt2", np.sqrt(2.0))], f"{out}__scaled", f"{name}/scale")
+                t = self.emit("Erf", [t], f"{out}__erf", f"{name}/erf")
+            else:                       # 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))
+                t = self.emit("Pow", [x, c("three", 3.0)], f"{out}__cube", f"{name}/cube")
+                t = self.emit("Mul", [t, c("k", 0.044715)], f"{out}__cubic", f"{name}/cubic")
+                t = self.emit("Add", [x, t], f"{out}__inner", f"{name}/inner")
+                t = self.emit("Mul", [t, c("s", np.sqrt(2.0 / np.pi))], f"{out}__scaled", f"{name}/scale")
+                t = self.emit("Tanh", [t], f"{out}__tanh", f"{name}/tanh")
+            t = self.emit("Add", [t, c("one", 1.0)], f"{out}__plus1", f"{name}/plus1")
+            t = self.emit("Mul", [x, t], f"{out}__times_x", f"{name}/times_x")
+            return self.emit("Mul", [t, c("half", 0.5)], out, name)
         raise ModelError(f"layer {layer!r}: cannot export activation {act!r}")
 
     def finish(self, n: Node, x: str, act=None, residual: str | None = None) -> str:
@@ -161,6 +184,7 @@ class Exporter:
     # -------------------------------------------------------------------- whole graph
     def build(self, opset: int):
         onnx, h, g = self.onnx, self.h, self.g
+        self.opset = int(opset)
         bad = [f"{n.name} ({n.op})" for n in g.nodes
                if n.op != "input" and getattr(ops.REGISTRY.get(n.op), "export", None) is None]
         if bad:

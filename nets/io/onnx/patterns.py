@@ -126,32 +126,44 @@ class Patterns:
             for sink in reversed(members):
                 if sink in used:
                     continue
-                part = self.ancestors(sink, r)
-                if part is None or used & part or len(part) < 2 or \
-                        all(self.nodes[i].op_type in LINEAR for i in part):
-                    continue
-                act = self.identify(part, r)
-                if act is not None:
-                    found[sink] = (act, r, part)
-                    used |= part
+                whole = self.ancestors(sink, r) or set()
+                # the input of the activation: the group's root, or a result inside the group (relu(x) -> gelu)
+                for x in [r] + [self.nodes[i].output[0] for i in sorted(whole - {sink})]:
+                    part = self.ancestors(sink, x)
+                    if part is None or used & part or len(part) < 2 or not self.closed(part, sink) or \
+                            all(self.nodes[i].op_type in LINEAR for i in part):
+                        continue
+                    act = self.identify(part, x)
+                    if act is not None:
+                        found[sink] = (act, x, part)
+                        used |= part
+                        break
         return found
 
-    def ancestors(self, sink: int, r: str) -> set | None:
-        """The group nodes ``sink`` depends on, if no result but the sink's is used outside them."""
+    def ancestors(self, sink: int, x: str) -> set | None:
+        """The nodes between ``x`` and ``sink`` when ``sink`` is a function of ``x`` alone."""
         part, todo = set(), [sink]
         while todo:
             i = todo.pop()
             if i in part:
                 continue
             part.add(i)
-            for x in self.computed_inputs(self.nodes[i]):
-                if x != r:
-                    todo.append(self.producer[x])
+            for t in self.computed_inputs(self.nodes[i]):
+                if t == x:
+                    continue
+                j = self.producer.get(t)
+                if j is None or self.computed_inputs(self.nodes[j]) is None:
+                    return None
+                todo.append(j)
+        return part
+
+    def closed(self, part: set, sink: int) -> bool:
+        """No result of ``part`` but the sink's is used outside it."""
         for i in part - {sink}:
             out = self.nodes[i].output[0]
             if out in self.escapes or any(u not in part for u in self.users.get(out, [])):
-                return None
-        return part
+                return False
+        return True
 
     def identify(self, part: set, r: str) -> str | None:
         values = {r: GRID}

@@ -192,7 +192,8 @@ class Importer(OpConverters, ConstantFolding):
                 continue
             lacking = self.lacking_activation(node)
             if lacking:             # reported even after an unsupported node: it is unsupported on its own
-                self.problems.append(f"{self.layer!r}: {node.op_type} needs the {lacking!r} activation, which the "
+                what = "arithmetic that computes" if ours else node.op_type
+                self.problems.append(f"{self.layer!r}: {what} needs the {lacking!r} activation, which the "
                                      "runtime does not have yet")
                 self.poison(node)
                 continue
