@@ -197,3 +197,19 @@ def test_a_foreign_layer_of_a_keras_application_name_is_refused():
     cfg["config"]["layers"][1]["module"] = "my_project.layers"
     with pytest.raises(UnsupportedError, match="'ls' \\(LayerScale\\): a custom layer from module 'my_project"):
         graph_from_keras_config(cfg)
+
+
+def test_summary_lists_every_imported_layer(tmp_path, capsys):
+    """``nets summary FILE`` on a .keras file of the new layers: every Keras layer (those of the nested
+    sub-model too) has its row."""
+    from nets.cli.main import main
+
+    model = convnext_like_model()
+    model.save(tmp_path / "m.keras")
+    assert main(["summary", str(tmp_path / "m.keras"), "--device", "reference"]) == 0
+    out = capsys.readouterr().out
+    names = [lay.name for lay in model.layers if not isinstance(lay, keras.Model)]
+    names += [lay.name for lay in model.get_layer("downsample").layers]
+    for name in names:
+        assert f"\n{name} (" in out, name
+    assert "fused into" in out

@@ -1,0 +1,228 @@
+"""Every CNN of keras.applications that Keras builds on the torch backend, through kernelnets: built with
+``weights=None`` at its default input size, weights and statistics randomised (tests/keras_utils.py),
+saved with ``model.save("m.keras")``, loaded with ``nets.load``; the logits compared with Keras' forward
+pass and both timed at batch 1 on the same number of threads. Writes docs/keras_applications.md.
+
+    python tools/keras_coverage.py                          # the whole list (an hour or more on 2 cores)
+    python tools/keras_coverage.py --only ConvNeXtTiny EfficientNetB0 --doc /tmp/some.md
+    python tools/keras_coverage.py --render                 # the page again from the saved results
+
+Each model runs in a child process of its own (memory is returned between models; a crash or a
+timeout is a row, not the end of the run); its result is a JSON file in ``--results`` (kept, so a
+run that was stopped resumes where it was; ``--force`` redoes them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+FAMILIES = {
+    "DenseNet": ["DenseNet121", "DenseNet169", "DenseNet201"],
+    "EfficientNet": [f"EfficientNetB{i}" for i in range(8)],
+    "EfficientNetV2": ["EfficientNetV2B0", "EfficientNetV2B1", "EfficientNetV2B2", "EfficientNetV2B3",
+                       "EfficientNetV2S", "EfficientNetV2M", "EfficientNetV2L"],
+    "MobileNet": ["MobileNet", "MobileNetV2", "MobileNetV3Small", "MobileNetV3Large"],
+    "ConvNeXt": ["ConvNeXtTiny", "ConvNeXtSmall", "ConvNeXtBase", "ConvNeXtLarge", "ConvNeXtXLarge"],
+    "Inception": ["InceptionV3", "InceptionResNetV2", "Xception"],
+    "ResNet": ["ResNet50", "ResNet101", "ResNet152", "ResNet50V2", "ResNet101V2", "ResNet152V2"],
+    "VGG": ["VGG16", "VGG19"],
+}
+MODELS = [m for family in FAMILIES.values() for m in family]
+# models that take raw [0, 255] pixels (Rescaling / Normalization inside); the others get [-1, 1]
+RAW_PIXELS = ("EfficientNet", "ConvNeXt", "MobileNetV3")
+DEFAULT_SIZE = 224          # for models whose default input size is open (MobileNetV3: (None, None, 3))
+TOLERANCE = 1e-4
+
+
+def median_ms(fn, repeat, budget_s):
+    """Median of up to ``repeat`` timed calls (fewer when they would pass ``budget_s``), in ms."""
+    times = []
+    start = time.perf_counter()
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1e3)
+        if time.perf_counter() - start > budget_s and len(times) >= 3:
+            break
+    return sorted(times)[len(times) // 2]
+
+
+def keras_side(name, threads, repeat, workdir):
+    """Build, randomise, run, time and save the Keras model: (row, input, Keras' logits, saved path)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import numpy as np
+    import torch
+    from keras_utils import keras, keras_forward, randomize_keras_model
+
+    torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    build = getattr(keras.applications, name)
+    kmodel = build(weights=None, classifier_activation=None)
+    if any(d is None for d in kmodel.input_shape[1:3]):
+        kmodel = build(weights=None, classifier_activation=None, input_shape=(DEFAULT_SIZE, DEFAULT_SIZE, 3))
+    h, w, c = kmodel.input_shape[1:]
+    row = {"model": name, "params": int(kmodel.count_params()), "input": f"{h}x{w}x{c}"}
+    lo, hi = (0.0, 255.0) if name.startswith(RAW_PIXELS) else (-1.0, 1.0)
+    x = np.random.default_rng(0).uniform(lo, hi, (1, h, w, c)).astype(np.float32)
+    randomize_keras_model(kmodel, seed=7, calib_input=x)
+    want = keras_forward(kmodel, x)
+    row["keras_ms"] = median_ms(lambda: keras_forward(kmodel, x), repeat, 60)
+    path = pathlib.Path(workdir) / f"{name}.keras"
+    kmodel.save(path)
+    row["keras_build_s"] = time.perf_counter() - t0
+    return row, x, want, path
+
+
+def run_one(name, threads, repeat, device, workdir) -> dict:
+    """One model (in this process): the Keras side, then ours on the saved file."""
+    import numpy as np
+
+    import nets
+
+    row, x, want, path = keras_side(name, threads, repeat, workdir)
+    try:
+        t = time.perf_counter()
+        ours = nets.load(str(path), device=device, **({"threads": threads} if device == "cpu" else {}))
+        row["load_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        got = ours(x)
+        row["first_run_s"] = time.perf_counter() - t
+    except nets.errors.KernelnetsError as e:
+        row.update(status="refused", error=f"{type(e).__name__}: {e}")
+        return row
+    finally:
+        path.unlink(missing_ok=True)
+    row["our_params"] = int(ours.source_graph.num_params())
+    row["max_rel_err"] = float(np.max(np.abs(got - want)) / np.max(np.abs(want)))
+    row["ours_ms"] = median_ms(lambda: ours(x), repeat, 60)
+    row["status"] = "match" if row["max_rel_err"] <= TOLERANCE else "mismatch"
+    return row
+
+
+# ----------------------------------------------------------------------------- the page
+
+def _fmt_params(n):
+    return f"{n / 1e6:.1f} M" if n else ""
+
+
+def render(rows, meta) -> str:
+    ok = [r for r in rows if r.get("status") == "match"]
+    lines = [
+        "# keras.applications through kernelnets",
+        "",
+        "Generated by `tools/keras_coverage.py`; the command that made this page:",
+        "",
+        "```",
+        meta["command"],
+        "```",
+        "",
+        f"Each model is built by Keras {meta['keras']} (torch {meta['torch']} backend) with `weights=None` at its "
+        f"default input size ({DEFAULT_SIZE}x{DEFAULT_SIZE} where it has none), every kernel, BatchNorm and "
+        "Normalization statistic and LayerScale gamma randomised (tests/keras_utils.py), saved with "
+        "`model.save(\"m.keras\")` and loaded with `nets.load(path)`. *max rel err*: "
+        "max|ours - Keras| / max|Keras| of the logits (pass: <= 1e-4). Times: median at batch 1 on "
+        f"{meta['threads']} threads (`torch.set_num_threads` for Keras' forward pass, `threads=` for ours), "
+        "*first run*: our first call (compiling kernels not yet in the Numba cache).",
+        "",
+        f"Machine: {meta['machine']}; {meta['date']}, commit {meta['commit']}; load average "
+        f"{meta['load_before']} before, {meta['load_after']} after.",
+        "",
+        f"**{len(ok)} of {len(rows)} models load and match Keras.**",
+        "",
+        "| model | params | input | status | max rel err | Keras ms | ours ms | ours/Keras | first run s |",
+        "|---|---:|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        err = f"{r['max_rel_err']:.1e}" if "max_rel_err" in r else ""
+        ratio = f"{r['ours_ms'] / r['keras_ms']:.2f}" if r.get("ours_ms") and r.get("keras_ms") else ""
+        keras_ms = f"{r['keras_ms']:.1f}" if r.get("keras_ms") else ""
+        ours_ms = f"{r['ours_ms']:.1f}" if r.get("ours_ms") else ""
+        first = f"{r['first_run_s']:.1f}" if r.get("first_run_s") else ""
+        status = r.get("status", "?")
+        if r.get("our_params") not in (None, r.get("params")):
+            status += f" (params {r['our_params']:,} vs Keras {r['params']:,})"
+        lines.append(f"| {r['model']} | {_fmt_params(r.get('params'))} | {r.get('input', '')} | {status} | {err} "
+                     f"| {keras_ms} | {ours_ms} | {ratio} | {first} |")
+    notes = [r for r in rows if r.get("error")]
+    if notes:
+        lines += ["", "## Not loaded", ""] + [f"- **{r['model']}**: {r['error'][:600]}" for r in notes]
+    return "\n".join(lines) + "\n"
+
+
+def _meta(args, load_before):
+    import keras
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
+    return {"command": "python tools/keras_coverage.py " + " ".join(args.argv), "keras": keras.__version__,
+            "torch": torch.__version__, "threads": args.threads, "machine": f"{cpu}, {os.cpu_count()} cores",
+            "date": time.strftime("%Y-%m-%d"), "commit": commit.strip(), "load_before": load_before,
+            "load_after": " ".join(f"{v:.2f}" for v in os.getloadavg())}
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", nargs="+", choices=MODELS, metavar="MODEL", help="these models only")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=10, help="timed calls per model (fewer past 60 s)")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "reference"])
+    ap.add_argument("--timeout", type=int, default=3600, help="seconds per model")
+    ap.add_argument("--results", default=os.path.join(tempfile.gettempdir(), "kernelnets-keras-coverage"),
+                    help="folder of the per-model JSON results (and the .keras file of the model being run)")
+    ap.add_argument("--doc", default=str(ROOT / "docs" / "keras_applications.md"))
+    ap.add_argument("--force", action="store_true", help="redo models that already have a result")
+    ap.add_argument("--render", action="store_true", help="only write the page from the saved results")
+    ap.add_argument("--one", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    args.argv = argv
+    results = pathlib.Path(args.results)
+    results.mkdir(parents=True, exist_ok=True)
+    if args.one:                                 # the child: one model, its row as JSON
+        row = run_one(args.one, args.threads, args.repeat, args.device, results)
+        (results / f"{args.one}.json").write_text(json.dumps(row, indent=1))
+        return 0
+    load_before = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    names = args.only or MODELS
+    for name in ([] if args.render else names):
+        out = results / f"{name}.json"
+        if out.exists() and not args.force:
+            continue
+        t = time.perf_counter()
+        cmd = [sys.executable, __file__, "--one", name, "--threads", str(args.threads), "--repeat",
+               str(args.repeat), "--device", args.device, "--results", str(results)]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+            if proc.returncode != 0 or not out.exists():
+                tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+                out.write_text(json.dumps({"model": name, "status": "crashed", "error": " | ".join(tail)}))
+        except subprocess.TimeoutExpired:
+            out.write_text(json.dumps({"model": name, "status": "timeout", "error": f"over {args.timeout} s"}))
+        row = json.loads(out.read_text())
+        print(f"{name:20s} {row.get('status'):9s} err {row.get('max_rel_err', float('nan')):.1e}  "
+              f"{time.perf_counter() - t:6.0f} s", flush=True)
+    rows = [json.loads((results / f"{n}.json").read_text()) for n in names if (results / f"{n}.json").exists()]
+    pathlib.Path(args.doc).write_text(render(rows, _meta(args, load_before)))
+    print(f"wrote {args.doc} ({len(rows)} models)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
