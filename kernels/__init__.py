@@ -180,6 +180,7 @@ class Workspace:
 
     def __init__(self):
         self.buffers: dict = {}
+        self.plans: dict = {}      # a layer's previous kernel arguments (references only: not counted)
 
     def get(self, key, make):
         """The buffer (or any object) stored under ``key``, made by ``make()`` on first use."""
@@ -194,6 +195,7 @@ class Workspace:
 
     def clear(self):
         self.buffers.clear()
+        self.plans.clear()
 
 
 _local = threading.local()

@@ -130,3 +130,20 @@ def assert_clear_error(e: Exception, *names: str):
     for n in found:
         rest = rest.replace(n, "")
     assert sum(ch.isalpha() for ch in rest) >= 12, f"{msg!r} does not say what was wrong"
+
+
+# ----------------------------------------------------------------------------- kernel workspaces
+
+def saved_plan(packed):
+    """The kernel arguments a kernel saved for ``packed`` in the current workspace (None if none)."""
+    import kernels
+
+    held = kernels.current_workspace().plans.get(id(packed))
+    return None if held is None else held[1]
+
+
+def scratch_keys(prefix: str) -> list:
+    """Keys of the current workspace's buffers whose name starts with ``prefix`` (e.g. "conv.pad")."""
+    import kernels
+
+    return [k for k in kernels.current_workspace().buffers if k[0].startswith(prefix)]

@@ -4,7 +4,7 @@ its own, which variant the dispatcher picks for which layer."""
 
 import numpy as np
 import pytest
-from helpers import numba_threads, rel_err
+from helpers import numba_threads, rel_err, saved_plan, scratch_keys
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from plan_calls import REUSED, plan_calls
@@ -150,7 +150,7 @@ def test_repeated_calls_reuse_padding_scratch(rng):
         x = rng.standard_normal((1, 10, 10, 8), dtype=np.float32)
         conv2d(x, packed, out, (1, 1), (1, 1, 1, 1))
         assert rel_err(out, ref.conv2d(x, kernel, None, (1, 1), (1, 1, 1, 1))) <= TOL
-    assert len(packed._scratch) == 1
+    assert len(scratch_keys("conv.pad")) == 1
 
 
 def test_one_and_two_threads_agree(rng):
@@ -299,9 +299,9 @@ def test_repeated_calls_with_new_contents_and_buffers(pad, rng):
         out = outs[o]
         x[...] = rng.standard_normal(x.shape, dtype=np.float32)
         out.fill(FILL)
-        before_plan = packed._plan
+        before_plan = saved_plan(packed)
         conv2d(x, packed, out, (1, 1), pad, act=act)
-        reused.append(packed._plan is before_plan)
+        reused.append(saved_plan(packed) is before_plan)
         assert rel_err(out, ref.conv2d(x, kernel, b, (1, 1), pad, act)) <= TOL
     # the repeated calls (same buffers, options, threads) took the saved plan, the others made one
     assert reused == REUSED
@@ -318,4 +318,4 @@ def test_no_plan_kept_for_copied_arguments(rng):
         base[...] = rng.standard_normal(base.shape, dtype=np.float32)
         conv2d(x, packed, out, (1, 1), (0, 0, 0, 0))
         assert rel_err(out, ref.conv2d(x, kernel, None, (1, 1), (0, 0, 0, 0))) <= TOL
-    assert packed._plan is None
+    assert saved_plan(packed) is None

@@ -7,7 +7,7 @@ test_cpu_conv.py::test_dispatcher_choice)."""
 import numba
 import numpy as np
 import pytest
-from helpers import numba_threads, rel_err
+from helpers import numba_threads, rel_err, scratch_keys
 
 from kernels import reference as ref
 from kernels.cpu.conv import conv2d, dispatch, pack_conv2d
@@ -153,5 +153,5 @@ def test_scratch_reused_across_calls(rng):
         x = rng.standard_normal((1, 12, 12, 64), dtype=np.float32)
         conv2d(x, packed, out, (1, 1), (1, 1, 1, 1))
         assert rel_err(out, ref.conv2d(x, kernel, None, (1, 1), (1, 1, 1, 1))) <= WINO_TOL
-    assert len(packed._scratch) == 1       # the padded input; Winograd buffers are shared by all layers
-    assert (wino.plan_blocks(9, 1, numba.get_num_threads())[0], 64) in dispatch._WINO_SCRATCH
+    assert len(scratch_keys("conv.pad")) == 1       # the padded input, and one set of Winograd buffers
+    assert scratch_keys("winograd") == [("winograd", wino.plan_blocks(9, 1, numba.get_num_threads())[0], 64)]

@@ -48,6 +48,28 @@ def _versioned_cache_dir() -> str:
 
 _numba.config.CACHE_DIR = _versioned_cache_dir()
 
+
+def _threadsafe_layer() -> bool:
+    """Ask Numba for a threading layer that lets several Python threads run parallel kernels at once
+    (tbb or omp; the built-in workqueue does not) unless the user chose one; whether one is in use."""
+    import importlib
+
+    if _os.environ.get("NUMBA_THREADING_LAYER"):
+        return _numba.config.THREADING_LAYER in ("tbb", "omp", "threadsafe", "safe")
+    for layer in ("tbb", "omp"):
+        try:
+            importlib.import_module(f"numba.np.ufunc.{layer}pool")
+        except ImportError:
+            continue
+        _numba.config.THREADING_LAYER = "threadsafe"
+        return True
+    return False
+
+
+# Without a thread-safe layer, runtimes must not enter parallel kernels from two threads at once
+# (nets' CpuRunner then serialises its calls).
+THREADSAFE = _threadsafe_layer()
+
 from kernels.cpu.conv import conv2d, pack_conv2d  # noqa: E402
 from kernels.cpu.dense import dense, pack_dense  # noqa: E402
 from kernels.cpu.depthwise import depthwise_conv2d, pack_depthwise  # noqa: E402
@@ -59,5 +81,5 @@ __all__ = [
     "pack_conv2d", "conv2d", "pack_depthwise", "depthwise_conv2d", "pack_dense", "dense",
     "max_pool2d", "avg_pool2d", "global_avg_pool", "global_max_pool",
     "add", "activation", "channel_affine", "softmax", "concat", "zero_pad",
-    "pack_depthwise_pointwise", "depthwise_pointwise",
+    "pack_depthwise_pointwise", "depthwise_pointwise", "THREADSAFE",
 ]

@@ -37,7 +37,7 @@ from typing import NamedTuple
 import numba
 from numba import njit, prange
 
-from kernels import aligned_empty, aligned_zeros, conv_output_size
+from kernels import aligned_empty, aligned_zeros, conv_output_size, current_workspace
 from kernels.cpu import depthwise as dwk
 from kernels.cpu.common import JIT, NO_RESIDUAL, PJIT, act_code
 from kernels.cpu.conv import dispatch
@@ -52,7 +52,6 @@ from kernels.cpu.stack import raw_view
 BLOCK_PIXELS = 256      # output pixels per row block (at least one row): 128 and 64 ran 5-10% slower on 147-wide maps
 ROWS_PER_THREAD = 24     # below this many rows per thread, blocks split at pixels, not rows
 _FUSED = {}
-_PANELS = {}            # panel floats -> per-thread scratch [threads, floats]
 
 
 class FusedGeom(NamedTuple):
@@ -138,20 +137,17 @@ def pack_depthwise_pointwise(dw_kernel, dw_bias, kernel, bias):
     """Depthwise weights (kh, kw, c, mult) + bias and 1x1 weights (1, 1, c * mult, cout) + bias."""
     dw = pack_depthwise(dw_kernel, dw_bias)
     pw = pack_conv2d(kernel, bias)
-    return SimpleNamespace(dw=dw, pw=pw, variant=f"{dw.variant}+{pw.direct_variant}", scratch={}, plan=None)
+    return SimpleNamespace(dw=dw, pw=pw, variant=f"{dw.variant}+{pw.direct_variant}")
 
 
 def _fallback(x, packed, out, dw_stride, dw_pad, dw_act, act, residual, out_c0, oh, ow, in_act):
+    ws = current_workspace()
     if in_act is not None:
-        xa = packed.scratch.get(("in", x.shape))
-        if xa is None:
-            xa = packed.scratch[("in", x.shape)] = aligned_empty(x.shape)
+        xa = ws.get(("dwpw.in", x.shape), lambda: aligned_empty(x.shape))
         activation(x, xa, in_act)
         x = xa
-    key = ("mid", x.shape[0], oh, ow)
-    mid = packed.scratch.get(key)
-    if mid is None:
-        mid = packed.scratch[key] = aligned_empty((x.shape[0], oh, ow, packed.dw.c * packed.dw.mult))
+    shape = (x.shape[0], oh, ow, packed.dw.c * packed.dw.mult)
+    mid = ws.get(("dwpw.mid", shape), lambda: aligned_empty(shape))
     depthwise_conv2d(x, packed.dw, mid, dw_stride, dw_pad, dw_act)
     conv2d(mid, packed.pw, out, (1, 1), (0, 0, 0, 0), act, residual, out_c0)
     packed.variant = f"{packed.dw.variant}+{packed.pw.variant}"
@@ -162,7 +158,9 @@ def depthwise_pointwise(x, packed, out, dw_stride, dw_pad, dw_act=None, act=None
     """Write act(conv1x1(dw_act(depthwise(in_act(x)))) + bias [+ residual]) into channels
     [out_c0, out_c0 + cout) of ``out``."""
     threads = numba.get_num_threads()
-    plan = packed.plan
+    ws = current_workspace()
+    held = ws.plans.get(id(packed))       # (packed, plan): see conv2d
+    plan = held[1] if held is not None else None
     key = (x.shape, out.shape, tuple(dw_stride), tuple(dw_pad), dw_act, act, out_c0, in_act, threads,
            dispatch.STREAM_BYTES)
     if plan is not None and plan.matches(x, out, residual, key):
@@ -200,9 +198,8 @@ def depthwise_pointwise(x, packed, out, dw_stride, dw_pad, dw_act=None, act=None
     if edges is None:
         edges = dw.edges[ekey] = dwk.edge_weights(dw.w, h, w, (sh, sw), pt, pl, oh, ow)
     size = (-(-rows * ow // nblocks) // ow + 2) * ow * c     # the rows a block can touch
-    scratch = _PANELS.get(size)
-    if scratch is None:     # shared by all layers of that panel size (layers run one at a time)
-        scratch = _PANELS[size] = aligned_zeros((numba.config.NUMBA_NUM_THREADS, size))
+    # per-thread panels, shared by the layers of that panel size in one executor (one layer at a time)
+    scratch = ws.get(("dwpw.panel", size), lambda: aligned_zeros((numba.config.NUMBA_NUM_THREADS, size)))
     m_total = rows * ow
     out2 = out.reshape(m_total, out.shape[-1])
     has_res = residual is not None
@@ -216,5 +213,5 @@ def depthwise_pointwise(x, packed, out, dw_stride, dw_pad, dw_act=None, act=None
             act_code(dw_act), act_code(act), has_res)
     fn = fused_serial if threads == 1 else fused_par
     if plannable(x, out, residual):     # the plan holds the buffers: one set a layer
-        packed.plan = ConvPlan(x, out, residual, key, None, packed.variant, fn, args)
+        ws.plans[id(packed)] = (packed, ConvPlan(x, out, residual, key, None, packed.variant, fn, args))
     fn(*args)

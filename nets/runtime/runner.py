@@ -4,17 +4,27 @@ replay. Both have ``run(x) -> list of outputs`` and ``executor``, so ``Model`` n
 
 from __future__ import annotations
 
+import contextlib
+import threading
+
 from nets.runtime.threads import set_threads
+
+# Held around every CPU run when Numba's threading layer is not thread-safe (workqueue only): then two
+# Python threads must never be inside parallel kernels at the same time.
+_SERIAL = threading.Lock()
 
 
 class CpuRunner:
     def __init__(self, executor, threads: int):
         self.executor = executor
         self.threads = threads
+        threadsafe = getattr(executor.backend, "THREADSAFE", True)
+        self._guard = contextlib.nullcontext() if threadsafe else _SERIAL
 
     def run(self, x) -> list:
-        set_threads(self.threads)
-        return self.executor.run(x)
+        with self._guard:
+            set_threads(self.threads)
+            return self.executor.run(x)
 
     def sync(self):
         """Nothing to wait for: CPU kernels return when they are done."""

@@ -10,7 +10,7 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-from kernels import aligned_zeros, conv_output_size
+from kernels import aligned_zeros, conv_output_size, current_workspace
 from kernels.cpu.common import NO_RESIDUAL, act_code
 from kernels.cpu.conv import winograd as wino
 from kernels.cpu.conv.drivers import conv_tiles_parallel, conv_tiles_serial
@@ -27,7 +27,6 @@ WINO_MIN_TILES = 8            # 7x7 maps (4 tiles, 8x8 computed for 7x7) with 51
 WINO_MIN_CHANNELS = 32        # cin and cout below this: the transforms cost more than the GEMM saves
 _NO_RESIDUAL4 = np.zeros((1, 1, 1, 1), np.float32)
 _NO_VALL = np.zeros((1, 1, 1), np.float32)
-_WINO_SCRATCH = {}            # (tiles per block, cin) -> per-thread buffers shared by all layers (run one by one)
 
 
 class ConvPlan(NamedTuple):
@@ -88,20 +87,15 @@ class PackedConv2d:
         self.wino_ok = kh == kw == 3 and min(cin, cout) >= WINO_MIN_CHANNELS
         self.wino_weights = None
         self._kernel = kernel if self.wino_ok else None
-        self._scratch = {}
-        self._plan = None      # the previous direct call's ConvPlan
 
     def padded_input(self, x, pad):
-        """x copied into a cached zero-bordered buffer (N, H+t+b, W+l+r, C); x itself if no padding."""
+        """x copied into a zero-bordered buffer (N, H+t+b, W+l+r, C) of the caller's workspace (borders
+        zeroed once, shared by the layers of that shape and padding); x itself if no padding."""
         t, b, l, r = pad
         if t == b == l == r == 0:
             return x
-        key = ("pad", x.shape, pad)
-        xp = self._scratch.get(key)
-        if xp is None:
-            n, h, w, c = x.shape
-            xp = aligned_zeros((n, h + t + b, w + l + r, c))
-            self._scratch[key] = xp
+        n, h, w, c = x.shape
+        xp = current_workspace().get(("conv.pad", x.shape, pad), lambda: aligned_zeros((n, h + t + b, w + l + r, c)))
         if x.flags.c_contiguous:     # on the thread pool (a NumPy slice assignment runs on one thread)
             zero_pad(x, xp, pad)
         else:
@@ -115,7 +109,9 @@ def pack_conv2d(kernel, bias):
 
 def conv2d(x, packed, out, stride, pad, act=None, residual=None, out_c0=0):
     threads = numba.get_num_threads()
-    plan = packed._plan
+    plans = current_workspace().plans
+    held = plans.get(id(packed))          # (packed, plan): the packed object is held, so its id stays its own
+    plan = held[1] if held is not None else None
     key = (x.shape, out.shape, tuple(stride), tuple(pad), act, out_c0, threads, STREAM_BYTES)
     if plan is not None and plan.matches(x, out, residual, key):
         if plan.padding is not None:
@@ -154,7 +150,8 @@ def conv2d(x, packed, out, stride, pad, act=None, residual=None, out_c0=0):
     small = 2 * pixels * kh * kw * cin * cout < SERIAL_FLOPS and packed.weights.nbytes < SERIAL_WEIGHT_BYTES
     fn, args = (conv_tiles_serial, args) if threads == 1 or small else (conv_tiles_parallel, args + (threads,))
     if plannable(xp, out, residual):     # kept for the next call (it holds the buffers: one set a layer)
-        packed._plan = ConvPlan(x, out, residual, key, None if xp is x else pad, packed.variant, fn, args)
+        plans[id(packed)] = (packed, ConvPlan(x, out, residual, key, None if xp is x else pad, packed.variant, fn,
+                                              args))
     fn(*args)
 
 
@@ -189,17 +186,13 @@ def conv2d_winograd(x, packed, out, pad, act, residual, out_c0, threads):
     if packed.wino_weights is None:
         packed.wino_weights = wino.transform_weights(packed._kernel)
     tb, ng, n_mb = wino.plan_blocks(n_tiles, packed.wino_weights.shape[0], threads)
-    key = (tb, cin)
-    scratch = _WINO_SCRATCH.get(key)
-    if scratch is None:
-        scratch = _WINO_SCRATCH[key] = wino.WinogradScratch(numba.config.NUMBA_NUM_THREADS, tb, cin)
+    ws = current_workspace()          # per-thread buffers shared by the layers of one executor (one at a time)
+    scratch = ws.get(("winograd", tb, cin), lambda: wino.WinogradScratch(numba.config.NUMBA_NUM_THREADS, tb, cin))
     geom = WinogradGeom(tiles_h=th, tiles_w=tw, oh=oh, ow=ow, cout=cout, out_c0=int(out_c0), tile_block=tb,
                         groups=ng, n_tiles=n_tiles, n_blocks=n_mb)
     vall = _NO_VALL
     if ng > 1:
-        vall = _WINO_SCRATCH.get(("all", n_tiles + tb, cin))
-        if vall is None:
-            vall = _WINO_SCRATCH[("all", n_tiles + tb, cin)] = aligned_zeros((wino.POINTS, n_tiles + tb, cin))
+        vall = ws.get(("winograd.all", n_tiles + tb, cin), lambda: aligned_zeros((wino.POINTS, n_tiles + tb, cin)))
     has_res = residual is not None
     args = (xp, packed.wino_weights, packed.bias, out, residual if has_res else _NO_RESIDUAL4, geom,
             act_code(act), has_res, scratch.v, scratch.m, scratch.tmp, scratch.s, vall)
