@@ -133,17 +133,24 @@ def test_soak_10000_calls_in_4_threads(threads):
 
 @pytest.mark.slow
 def test_load_and_drop_50_times_frees_the_model():
+    """Every dropped model is collected, and resident memory stays flat once the allocator has
+    settled (glibc keeps some freed heap: here it levels off after ~75 small models at +6 MiB; a
+    model that stayed alive would add its ~5 MiB of weights and arena every time)."""
     x = samples(2)
-    small_mobilenet(1)(x)                              # compiles the kernels once
-    gc.collect()
-    base = rss_bytes()
-    refs = []
-    for i in range(50):
+
+    def load_run_drop(i):
         m = small_mobilenet(1, seed=i)
         m(x)
-        refs.append(weakref.ref(m))
+        ref = weakref.ref(m)
         del m
+        return ref
+
+    for i in range(80):                              # compiles once, then lets the heap settle
+        load_run_drop(i)
+    gc.collect()
+    base = rss_bytes()
+    refs = [load_run_drop(i) for i in range(50)]
     gc.collect()
     assert all(r() is None for r in refs)
     grown = rss_bytes() - base
-    assert grown < 48 << 20, f"resident memory grew by {grown / 2**20:.1f} MiB over 50 loads"
+    assert grown < 16 << 20, f"resident memory grew by {grown / 2**20:.1f} MiB over 50 loads"
