@@ -83,6 +83,18 @@ SINGLE_OPS = {
         b.conv2d(b.reshape(b.global_avg_pool(x), (1, 1, 5)), 8, 1), (8,)),
     "dense_logits_then_softmax": lambda b, x: b.activation(b.dense(b.global_avg_pool(x), 4), "softmax"),
     "linear_output_map": lambda b, x: b.activation(b.dropout(x), "linear"),
+    # the ops of issue 12's networks
+    "grouped_conv": lambda b, x: b.conv2d(b.conv2d(x, 6, 1), 9, 3, strides=2, padding="same", groups=3,
+                                          activation="relu"),
+    "squeeze_excite_mul": lambda b, x: b.mul([x, b.dense(b.global_avg_pool(x), 5)]),
+    "per_channel_add_keepdims": lambda b, x: b.add([x, b.global_max_pool(x, keepdims=True)]),
+    "mul_same_shape_relu": lambda b, x: b.mul([x, b.conv2d(x, 5, 3, padding="same")], activation="relu"),
+    "layer_norm_map": lambda b, x: b.layer_norm(x, epsilon=1e-6),
+    "layer_norm_vector_no_center": lambda b, x: b.layer_norm(b.global_avg_pool(x), center=False),
+    "lrn": lambda b, x: b.lrn(x, 3, alpha=0.01, beta=0.75, bias=2.0),
+    "crop": lambda b, x: b.crop(x, ((1, 2), (0, 3))),
+    "channel_gather": lambda b, x: b.channel_gather(x, [4, 0, 2, 2, 1, 3]),
+    "dense_on_map": lambda b, x: b.dense(x, 7, activation="relu6"),
 }
 
 
