@@ -1,9 +1,12 @@
-"""Side by side with ONNX Runtime: the same graph and weights, the same threads, the same process.
+"""Side by side with ONNX Runtime and OpenVINO: the same graph and weights, the same threads, one process.
 
 For each network: build it with seeded weights (logits, no softmax), export the source graph to ONNX
-(BatchNorm left for ORT to fuse, as with a framework export), check both outputs agree, then time ours
-and ORT alternately — warm-up first, then alternating blocks of repeats so both see the same machine noise —
-and report the medians, the ratio ours/ORT and GFLOP/s (1 MAC = 2 FLOPs, MACs from nets.graph.ops.node_macs).
+(BatchNorm left for the peers to fuse, as with a framework export), check the outputs agree, then time
+ours, ORT and OpenVINO (when installed) in turn — warm-up first, then alternating blocks of repeats so all
+see the same machine noise — and report the medians, ours/ORT, ours/OV, ours/best and GFLOP/s (1 MAC =
+2 FLOPs, MACs from nets.graph.ops.node_macs). OpenVINO reads the same ONNX bytes (``core.read_model``),
+reshaped to the static batch, compiled for CPU with INFERENCE_NUM_THREADS, PERFORMANCE_HINT=LATENCY,
+INFERENCE_PRECISION_HINT=f32 and NUM_STREAMS=1.
 
     python bench/compare_ort.py                              # six networks, batch 1, 2 threads
     python bench/compare_ort.py --models resnet50 mobilenet --batch 1 8 --threads 1 2 --repeat 20
@@ -33,6 +36,11 @@ MODELS = ("vgg16", "vgg19", "resnet50", "inception_v3", "xception", "mobilenet")
 def machine_info() -> dict:
     import numba
     import onnxruntime
+    try:
+        import openvino
+        ov_version = openvino.__version__.split("-")[0]
+    except ImportError:
+        ov_version = "not installed"
 
     cpu = platform.processor() or "?"
     try:
@@ -54,6 +62,7 @@ def machine_info() -> dict:
         pass
     return {"cpu": cpu, "cores": os.cpu_count(), "numba": numba.__version__,
             "numba_threads": numba.config.NUMBA_NUM_THREADS, "onnxruntime": onnxruntime.__version__,
+            "openvino": ov_version,
             "numpy": np.__version__, "python": platform.python_version(), "commit": commit}
 
 
@@ -73,6 +82,25 @@ def ort_session(data: bytes, threads: int):
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+
+
+def ov_runner(data: bytes, x: np.ndarray, threads: int):
+    """A callable running the ONNX model on OpenVINO's CPU plugin (None when openvino is absent)."""
+    try:
+        import openvino as ov
+    except ImportError:
+        return None
+    core = ov.Core()
+    model = core.read_model(data)
+    model.reshape({model.inputs[0].get_any_name(): list(x.shape)})
+    compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
+                                                 "INFERENCE_PRECISION_HINT": "f32", "NUM_STREAMS": 1})
+    req = compiled.create_infer_request()
+
+    def run():
+        req.infer({0: x})
+        return req.get_output_tensor(0).data.copy()
+    return run
 
 
 def _short(e: BaseException) -> str:
@@ -138,29 +166,43 @@ def bench_config(model, data: bytes, x: np.ndarray, threads: int, flops: float, 
         traceback.print_exc(file=sys.stderr)
         ours_out = None
         notes.append(f"ours: {_short(e)}")
-    if run_ort is not None:
+    run_ov = None
+    try:
+        run_ov = ov_runner(data, x, threads)
+    except Exception as e:  # noqa: BLE001 - reported in the row
+        notes.append(f"OV: {_short(e)}")
+    for key, fn in (("ort", run_ort), ("ov", run_ov)):
+        if fn is None:
+            continue
         try:
-            ort_out = run_ort()
+            peer_out = fn()
             if ours_out is not None:
-                row["max_rel_err"] = float(np.max(np.abs(ours_out - ort_out)) /
-                                           max(float(np.max(np.abs(ort_out))), 1e-30))
+                row[f"{key}_rel_err"] = float(np.max(np.abs(ours_out - peer_out)) /
+                                              max(float(np.max(np.abs(peer_out))), 1e-30))
         except Exception as e:  # noqa: BLE001
-            run_ort = None
-            notes.append(f"ORT: {_short(e)}")
-    fns = {}
-    if ours_out is not None:
-        fns["ours"] = run_ours
-    if run_ort is not None:
-        fns["ort"] = run_ort
+            notes.append(f"{key.upper()}: {_short(e)}")
+            if key == "ort":
+                run_ort = None
+            else:
+                run_ov = None
+    row["max_rel_err"] = max((row[k] for k in ("ort_rel_err", "ov_rel_err") if k in row), default=None)
+    fns = {k: fn for k, fn in (("ours", run_ours if ours_out is not None else None), ("ort", run_ort),
+                               ("ov", run_ov)) if fn is not None}
     timing = interleaved(fns, repeat, warmup, budget_s)
     notes += [f"{k}: {err}" for k, err in timing["errors"].items()]
     row["rounds"] = timing["rounds"]
-    for k in ("ours", "ort"):
+    for k in ("ours", "ort", "ov"):
         if k in timing:
             row[f"{k}_ms"] = 1e3 * timing[k]
             row[f"{k}_gflops"] = flops / timing[k] / 1e9
-    if "ours_ms" in row and "ort_ms" in row:
-        row["ratio"] = row["ours_ms"] / row["ort_ms"]
+    peers = [row[k] for k in ("ort_ms", "ov_ms") if k in row]
+    if "ours_ms" in row:
+        if "ort_ms" in row:
+            row["ratio"] = row["ours_ms"] / row["ort_ms"]
+        if "ov_ms" in row:
+            row["ratio_ov"] = row["ours_ms"] / row["ov_ms"]
+        if peers:
+            row["ratio_best"] = row["ours_ms"] / min(peers)
     if notes:
         row["error"] = "; ".join(notes)
     return row
@@ -192,8 +234,8 @@ def bench_network(name, batches, threads_list, repeat, warmup, budget_s, seed=0)
             row.update(bench_config(model, data, x, threads, 2.0 * macs * batch, repeat, warmup, budget_s))
             rows.append(row)
             print(f"#   batch {batch} threads {threads}: ours {_fmt(row.get('ours_ms'))} ms, "
-                  f"ORT {_fmt(row.get('ort_ms'))} ms, rel err {_fmt(row.get('max_rel_err'), '.1e')}",
-                  file=sys.stderr)
+                  f"ORT {_fmt(row.get('ort_ms'))} ms, OV {_fmt(row.get('ov_ms'))} ms, "
+                  f"rel err {_fmt(row.get('max_rel_err'), '.1e')}", file=sys.stderr)
             gc.collect()
     del model, data
     gc.collect()
@@ -205,10 +247,10 @@ def _fmt(v, spec=".2f") -> str:
 
 
 COLUMNS = [("model", "model", "s"), ("batch", "batch", "d"), ("threads", "threads", "d"),
-           ("ours_ms", "ours ms", ".2f"), ("ort_ms", "ORT ms", ".2f"), ("ratio", "ours/ORT", ".2f"),
-           ("ours_gflops", "ours GFLOP/s", ".1f"), ("ort_gflops", "ORT GFLOP/s", ".1f"),
-           ("max_rel_err", "max rel err", ".1e"), ("ours_first_ms", "ours 1st run ms", ".0f"),
-           ("rounds", "repeats", "d")]
+           ("ours_ms", "ours ms", ".2f"), ("ort_ms", "ORT ms", ".2f"), ("ov_ms", "OV ms", ".2f"),
+           ("ratio", "ours/ORT", ".2f"), ("ratio_ov", "ours/OV", ".2f"), ("ratio_best", "ours/best", ".2f"),
+           ("ours_gflops", "ours GFLOP/s", ".1f"), ("max_rel_err", "max rel err", ".1e"),
+           ("ours_first_ms", "ours 1st run ms", ".0f"), ("rounds", "repeats", "d")]
 
 
 def format_table(rows: list[dict], markdown: bool) -> str:
@@ -245,9 +287,11 @@ def main(argv=None) -> int:
         rows += bench_network(name, args.batch, args.threads, args.repeat, args.warmup, args.budget)
     header = (f"machine: {info['cpu']}, {info['cores']} cores (Numba threads available "
               f"{info['numba_threads']}); numba {info['numba']}, onnxruntime {info['onnxruntime']}, "
+              f"openvino {info['openvino']}, "
               f"numpy {info['numpy']}, python {info['python']}, commit {info['commit']}\n"
               f"seeded weights, logits; median of interleaved repeats after {args.warmup} warm-up rounds; "
-              "ORT: CPUExecutionProvider, sequential, inter_op 1, graph optimizations ALL; "
+              "ORT: CPUExecutionProvider, sequential, inter_op 1, graph optimizations ALL; OV: CPU, static "
+              "batch, LATENCY hint, f32, 1 stream; "
               "GFLOP/s with 1 MAC = 2 FLOPs")
     command = "python bench/compare_ort.py " + " ".join(sys.argv[1:] if argv is None else argv)
     if args.markdown:
