@@ -20,12 +20,52 @@ FUZZ = settings(max_examples=60, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 OPS = ["Conv", "Relu", "Clip", "MaxPool", "AveragePool", "Add", "Mul", "Concat", "Gemm", "Flatten", "Reshape",
        "Transpose", "Softmax", "Pad", "Identity", "Shape", "Gather", "Slice", "Sigmoid", "BatchNormalization", "Cast",
-       "ReduceMean", "ReduceMax", "Div", "Unsqueeze"]
+       "ReduceMean", "ReduceMax", "Div", "Unsqueeze", "Sum", "Split", "Squeeze", "LayerNormalization", "LRN", "Gelu",
+       "HardSigmoid", "HardSwish", "Erf", "Tanh", "Pow", "Sub"]
+
+
+class Dynamo(torch.nn.Module):
+    """What torch.onnx.export(dynamo=True) writes for ShuffleNet / ConvNeXt idioms: Reshape to [-1, ...], a
+    rank-5 channel shuffle, Split, LayerNorm between Transposes, the decomposed LocalResponseNorm, a
+    per-channel Mul between computed tensors, Squeeze / Unsqueeze, grouped convolutions."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1, groups=1)
+        self.grouped = torch.nn.Conv2d(8, 8, 3, padding=1, groups=2)
+        self.ln = torch.nn.LayerNorm(4)
+        self.lrn = torch.nn.LocalResponseNorm(3)
+        self.fc = torch.nn.Linear(8 * 5 * 4, 3)
+
+    def forward(self, x):
+        y = self.grouped(torch.relu(self.conv(x)))
+        n, c, h, w = y.shape
+        y = y.view(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, -1, h, w)
+        a, b = y.chunk(2, dim=1)
+        a = self.ln(a.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        y = torch.cat([a, self.lrn(b)], 1)
+        g = torch.relu(y.mean((2, 3))).unsqueeze(-1).unsqueeze(-1)
+        return self.fc(torch.flatten(y * g + y[:, :, :, :], 1))
+
+
+def dynamo_file() -> bytes:
+    import os
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        path = os.path.join(d, "m.onnx")
+        torch.onnx.export(Dynamo().eval(), (torch.zeros(2, 3, 5, 4),), path, dynamo=True, verbose=False,
+                          external_data=False,
+                          dynamic_shapes=({0: torch.export.Dim("batch")},))
+        with open(path, "rb") as f:
+            return f.read()
 
 
 @functools.lru_cache(maxsize=None)
 def real_files() -> tuple:
-    """Our export of the toy graph (every runtime op), and a PyTorch export with shape arithmetic."""
+    """Our export of the toy graph (every runtime op), a PyTorch (TorchScript) export with shape arithmetic, and
+    a dynamo export of today's idioms."""
     class Net(torch.nn.Module):
         def __init__(self):
             super().__init__()
@@ -43,7 +83,7 @@ def real_files() -> tuple:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(Net().eval(), torch.zeros(1, 3, 7, 6), f, dynamo=False, opset_version=17)
-    return export_onnx_bytes(fill_weights(toy_graph(True))), f.getvalue()
+    return export_onnx_bytes(fill_weights(toy_graph(True))), f.getvalue(), dynamo_file()
 
 
 def import_and_run(data) -> None:
@@ -72,7 +112,7 @@ def test_unmutated_files_import_and_run():
 
 
 @FUZZ
-@given(which=st.sampled_from([0, 1]), cut=st.floats(0, 1), flips=st.lists(
+@given(which=st.sampled_from([0, 1, 2]), cut=st.floats(0, 1), flips=st.lists(
     st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), max_size=6))
 def test_byte_mutations(which, cut, flips):
     data = bytearray(real_files()[which])
@@ -88,7 +128,7 @@ def _ints():
 
 
 @FUZZ
-@given(which=st.sampled_from([0, 1]), data=st.data())
+@given(which=st.sampled_from([0, 1, 2]), data=st.data())
 def test_proto_mutations(which, data):
     mutate_and_run(onnx.load_from_string(real_files()[which]), data)
 
