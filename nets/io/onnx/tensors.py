@@ -42,7 +42,9 @@ def gib(nbytes: int) -> str:
 
 
 def check_memory(nbytes: int, what: str, kind=ModelError):
-    """Refuse ``what`` when its ``nbytes`` exceed the memory available now."""
+    """Refuse ``what`` when its ``nbytes`` exceed the memory available now (sizes under 64 MiB pass unread)."""
+    if nbytes < 1 << 26:
+        return
     avail = available_memory()
     if avail is not None and nbytes > avail:
         raise kind(f"{what} is absurdly large for this machine: it needs {gib(nbytes)}, {gib(avail)} of memory "
