@@ -146,6 +146,9 @@ class ElementwiseConverters:
     def op_Div(self, node, a):
         return self.op_Add(node, a, "Div")
 
+    def op_Neg(self, node, a):
+        return self.affine(self.val(node.input[0]), -1.0, 0.0)
+
     def op_Sum(self, node, a):
         """n-ary Add (old model-zoo files): a chain of two-input adds."""
         names = [n for n in node.input if n]

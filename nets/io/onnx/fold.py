@@ -56,6 +56,8 @@ class ConstantFolding:
         x = xs[0]
         if op in ("Identity", "Dropout"):
             return x
+        if op == "Neg":
+            return np.negative(x)
         if op == "Sum":
             out = xs[0]
             for y in xs[1:]:

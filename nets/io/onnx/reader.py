@@ -40,19 +40,22 @@ from nets.io.onnx.proto import onnx_module
 from nets.io.onnx.tensors import check_memory, decode
 
 # ONNX element-wise ops that are one of the runtime's activations: Relu -> "relu", Tanh -> "tanh" (ops with
-# attributes or other names, such as Gelu, HardSigmoid and HardSwish, have converters of their own)
-ACTIVATION_OPS = {"Sigmoid": "sigmoid", "Tanh": "tanh"} | {"".join(w.capitalize() for w in a.split("_")): a
-                                                            for a in ACTIVATIONS if a}
+# attributes or other names, such as Gelu, HardSigmoid and HardSwish, have converters of their own); the
+# runtime's relu6 or silu are no ONNX ops
+ONNX_UNARY = frozenset({"Relu", "Sigmoid", "Tanh", "Elu", "Selu", "Celu", "Softplus", "Softsign", "Mish",
+                        "ThresholdedRelu", "Erf", "Exp", "Log", "Abs", "Sqrt", "Sin", "Cos"})
+ACTIVATION_OPS = {"Sigmoid": "sigmoid", "Tanh": "tanh"} | {
+    op: a for a in ACTIVATIONS if a and (op := "".join(w.capitalize() for w in a.split("_"))) in ONNX_UNARY}
 SUPPORTED = frozenset(ACTIVATION_OPS) | frozenset({
     "Conv", "BatchNormalization", "Clip", "LeakyRelu", "MaxPool", "AveragePool", "GlobalAveragePool",
-    "GlobalMaxPool", "Add", "Sub", "Mul", "Div", "Sum", "Concat", "Gemm", "MatMul", "Flatten", "Reshape",
+    "GlobalMaxPool", "Add", "Sub", "Mul", "Div", "Sum", "Neg", "Concat", "Gemm", "MatMul", "Flatten", "Reshape",
     "Squeeze", "Unsqueeze", "Transpose", "Slice", "Split", "Gather", "Softmax", "Pad", "Dropout", "Identity",
     "Constant", "Cast", "ReduceMean", "ReduceMax", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Gelu",
     "LayerNormalization", "LRN",
 })
 # evaluated at load time when every input is a constant (shape arithmetic the exporters leave behind)
 FOLDABLE = frozenset({"Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "ConstantOfShape", "Slice",
-                      "Reshape", "Transpose", "Add", "Sub", "Mul", "Div", "Sum", "Identity", "Dropout"})
+                      "Reshape", "Transpose", "Add", "Sub", "Mul", "Div", "Sum", "Neg", "Identity", "Dropout"})
 # ops that do not care whether the input is NCHW or NHWC: the input layout is read past them
 LAYOUT_FREE = frozenset(ACTIVATION_OPS) | frozenset({"Cast", "Identity", "Dropout", "Pad", "Clip", "LeakyRelu", "Add",
                                                     "Sub", "Mul", "Div", "Sum", "Sigmoid", "Tanh", "HardSigmoid",
