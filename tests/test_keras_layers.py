@@ -213,3 +213,10 @@ def test_summary_lists_every_imported_layer(tmp_path, capsys):
     for name in names:
         assert f"\n{name} (" in out, name
     assert "fused into" in out
+
+
+def test_a_shared_submodel_is_named():
+    i = keras.Input((6, 6, 2), name="img")
+    block = keras.Sequential([L.Conv2D(2, 1, name="conv")], name="block")
+    with pytest.raises(UnsupportedError, match="'block'.*shared layer"):
+        graph_from_keras_config(config_of(keras.Model(i, block(block(i)))))

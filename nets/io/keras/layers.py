@@ -210,12 +210,12 @@ def _shape_reason(lay) -> str | None:
 def unsupported_reason(lay) -> str | None:
     """Why ``lay`` cannot be imported, or None. Only options that change the result are checked."""
     c, cls = lay.cfg, lay.cls
+    if lay.calls > 1:
+        return f"a shared layer (called {lay.calls} times)"
     if converter(lay) is None:
         return f"keras.ops op-layer {cls!r} not supported" if is_op_layer(lay) else "layer type not supported"
     if cls in APPLICATION_LAYERS and isinstance(lay.module, str) and not lay.module.startswith("keras"):
         return f"a custom layer from module {lay.module!r} (only the one keras.applications defines)"
-    if lay.calls > 1:
-        return f"a shared layer (called {lay.calls} times)"
     if any(isinstance(a, Const) for a in lay.args) and cls not in ARITHMETIC:
         return "constant operands"
     if cls in ("TrueDivide", "Divide") and not (len(lay.args) == 2 and isinstance(lay.args[1], Const)
