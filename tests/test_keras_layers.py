@@ -220,3 +220,52 @@ def test_a_shared_submodel_is_named():
     block = keras.Sequential([L.Conv2D(2, 1, name="conv")], name="block")
     with pytest.raises(UnsupportedError, match="'block'.*shared layer"):
         graph_from_keras_config(config_of(keras.Model(i, block(block(i)))))
+
+
+# ----------------------------------------------------------------------------- activations
+
+def test_keras_activation_names_map_onto_the_runtimes(monkeypatch):
+    import kernels
+    from nets.io.keras.activations import act_name, keras_names, supported
+
+    assert [act_name(a) for a in ("swish", "silu", "hard_swish", "hard_silu", "gelu", None, "linear")] == [
+        "silu", "silu", "hard_silu", "hard_silu", "gelu", "linear", "linear"]
+    assert act_name({"module": "keras.activations", "class_name": "function", "config": "swish"}) == "silu"
+    assert act_name({"class_name": "gelu", "config": {"approximate": True}}) == "gelu_tanh"
+    assert act_name("elu") == "elu" and not supported("elu")
+    monkeypatch.setattr(kernels, "ACTIVATIONS", kernels.ACTIVATIONS + ("silu", "gelu_tanh"))
+    assert supported("silu") and {"silu", "swish"} <= set(keras_names()) and "gelu_tanh" not in keras_names()
+
+
+def _keras_spellings():
+    """Every Keras spelling of every activation the runtime has, as Activation / conv / dense / op-layer."""
+    from nets.io.keras.activations import OP_ACTIVATIONS, keras_names, supported
+
+    names = [a for a in keras_names() if a not in ("linear", "softmax")]
+    ops_ = [c for c, a in OP_ACTIVATIONS.items() if supported(a)]
+    gelu_tanh = supported("gelu_tanh")
+    return names, ops_, gelu_tanh
+
+
+def test_every_supported_activation_matches_keras(tmp_path):
+    names, op_classes, gelu_tanh = _keras_spellings()
+    i = keras.Input((6, 6, 3), name="img")
+    outs = []
+    for a in names:
+        x = L.Conv2D(4, 3, padding="same", activation=a, name=f"conv_{a}")(i)
+        x = L.Activation(a, name=f"act_{a}")(L.BatchNormalization(name=f"bn_{a}")(x))
+        outs.append(L.Dense(3, activation=a, name=f"dense_{a}")(x))
+    fns = {"Relu": ops.relu, "Relu6": ops.relu6, "Sigmoid": ops.sigmoid, "Silu": ops.silu,
+           "HardSigmoid": ops.hard_sigmoid, "HardSilu": ops.hard_silu, "Gelu": ops.gelu, "Tanh": ops.tanh}
+    for c in op_classes:
+        if c in fns:
+            outs.append(fns[c](L.Conv2D(3, 1, name=f"pre_{c}")(i)))
+    if gelu_tanh:
+        outs.append(ops.gelu(L.Conv2D(3, 1, name="pre_gelu_tanh")(i), approximate=True))
+    x = L.Concatenate(name="cat")(outs) if len(outs) > 1 else outs[0]
+    model = keras.Model(i, x)
+    x = np.random.default_rng(5).normal(0, 1, (2, 6, 6, 3)).astype(np.float32)
+    randomize_keras_model(model, seed=2, calib_input=x)
+    model.save(tmp_path / "m.keras")
+    g = check(tmp_path / "m.keras", model, x)
+    assert rel_err(Model(g, threads=1)(x), keras_forward(model, x)) <= 1e-4
