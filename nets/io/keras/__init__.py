@@ -56,7 +56,7 @@ def load_keras_model(path, input_shape=None) -> Graph:
             zipfile.BadZipFile, EOFError) as e:
         raise ModelError(f"{path}: cannot read the Keras model (truncated or corrupt?): "
                          f"{type(e).__name__}: {e}") from None
-    finish_weights(graph)
+    finish_weights(graph, path)
     graph.source_format = fmt
     return graph
 

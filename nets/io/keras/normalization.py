@@ -107,7 +107,7 @@ def layer_scale(b, xs, c, name, where):
     return v
 
 
-def finish_weights(graph):
+def finish_weights(graph, source="weights"):
     """Complete the batch_norm parameters of Normalization and LayerScale nodes from the arrays the
     weights file gave them (call once after loading)."""
     for node in graph.nodes:
@@ -119,7 +119,7 @@ def finish_weights(graph):
             mean = np.broadcast_to(np.asarray(w["mean"], np.float64), (ch,))
             var = np.broadcast_to(np.asarray(w["variance"], np.float64), (ch,))
             if not (np.isfinite(mean).all() and np.isfinite(var).all()):
-                fail(f"layer {node.name!r}", "Normalization mean or variance holds NaN or infinite values")
+                fail(f"{source}: layer {node.name!r}", "Normalization mean or variance holds NaN or infinite values")
             scale, shift = _normalization_affine(mean, var, node.attrs.get("invert", False))
             w["gamma"], w["beta"] = scale.astype(np.float32), shift.astype(np.float32)
         w["moving_mean"] = np.zeros(ch, np.float32)
