@@ -26,8 +26,12 @@ import threading
 from typing import Any, Protocol
 
 # Activation codes, defined once: every compiled kernel (Numba and CUDA C) takes these integers.
+#   sigmoid 1 / (1 + exp(-x));  silu x * sigmoid(x) (Keras' swish);  hard_sigmoid relu6(x + 3) / 6
+#   (Keras 3's; ONNX HardSigmoid with alpha 1/6, beta 0.5);  hard_silu x * hard_sigmoid(x) (hard_swish,
+#   ONNX HardSwish);  gelu x * (1 + erf(x / sqrt 2)) / 2;  gelu_tanh its tanh approximation;  tanh
 ACT_NONE, ACT_RELU, ACT_RELU6 = 0, 1, 2
-ACT_CODES = {None: ACT_NONE, "relu": ACT_RELU, "relu6": ACT_RELU6}
+ACT_CODES = {None: ACT_NONE, "relu": ACT_RELU, "relu6": ACT_RELU6, "sigmoid": 3, "silu": 4, "hard_sigmoid": 5,
+             "hard_silu": 6, "gelu": 7, "gelu_tanh": 8, "tanh": 9}
 ACTIVATIONS = tuple(ACT_CODES)
 # What the fused epilogues of conv2d / depthwise_conv2d / dense / depthwise_pointwise apply (a clamp);
 # the runtime runs any other activation as its own ``activation`` step after the op.

@@ -14,6 +14,12 @@ def _f64(a):
     return np.asarray(a, dtype=np.float64)
 
 
+def _erf(x):
+    import math
+
+    return np.vectorize(math.erf, otypes=[np.float64])(x)
+
+
 def _act(y, act):
     if act is None:
         return y
@@ -21,6 +27,20 @@ def _act(y, act):
         return np.maximum(y, 0.0)
     if act == "relu6":
         return np.clip(y, 0.0, 6.0)
+    if act == "sigmoid":
+        return 0.5 * (1.0 + np.tanh(0.5 * y))          # = 1 / (1 + exp(-y)), without overflow
+    if act == "silu":
+        return y * _act(y, "sigmoid")
+    if act == "hard_sigmoid":
+        return np.clip(y / 6.0 + 0.5, 0.0, 1.0)
+    if act == "hard_silu":
+        return y * np.clip(y / 6.0 + 0.5, 0.0, 1.0)
+    if act == "gelu":
+        return 0.5 * y * (1.0 + _erf(y / np.sqrt(2.0)))
+    if act == "gelu_tanh":
+        return 0.5 * y * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (y + 0.044715 * y ** 3)))
+    if act == "tanh":
+        return np.tanh(y)
     raise ValueError(f"unknown activation {act!r}")
 
 

@@ -68,3 +68,20 @@ def test_dense_softmax_batchnorm_and_acts():
     want = F.batch_norm(torch.from_numpy(x.astype(np.float64)), torch.from_numpy(m), torch.from_numpy(v),
                         torch.from_numpy(g), torch.from_numpy(be), training=False, eps=1e-3)
     np.testing.assert_allclose(ref.batch_norm(x, g, be, m, v, 1e-3), want.numpy(), rtol=1e-5, atol=1e-6)
+
+
+TORCH_ACTIVATIONS = {
+    "relu": F.relu, "relu6": F.relu6, "sigmoid": torch.sigmoid, "silu": F.silu, "hard_sigmoid": F.hardsigmoid,
+    "hard_silu": F.hardswish, "gelu": F.gelu, "gelu_tanh": lambda t: F.gelu(t, approximate="tanh"),
+    "tanh": torch.tanh,
+}
+
+
+def test_every_activation_against_torch():
+    import kernels
+
+    x = np.linspace(-12, 12, 2001).reshape(1, 1, 1, -1)
+    assert set(TORCH_ACTIVATIONS) == {a for a in kernels.ACTIVATIONS if a}
+    for act, fn in TORCH_ACTIVATIONS.items():
+        want = fn(torch.tensor(x, dtype=torch.float64)).numpy()
+        np.testing.assert_allclose(ref.activation(x, act), want, rtol=1e-6, atol=1e-7, err_msg=act)

@@ -45,7 +45,7 @@ import numpy as np
 from numba import njit, prange
 
 from kernels import ACT_NONE, aligned_copy, aligned_zeros, conv_output_size
-from kernels.cpu.common import JIT, PJIT, act_bounds, act_code, apply_act, thread_chunks, use_parallel
+from kernels.cpu.common import JIT, PJIT, act_bounds, apply_act, epilogue_code, thread_chunks, use_parallel
 from kernels.cpu.stack import raw_view, stack_tile
 
 
@@ -330,7 +330,7 @@ def depthwise_conv2d(x, packed, out, stride, pad, act=None, out_c0=0):
     oh = conv_output_size(h, packed.kh, sh, pt, pb)
     ow = conv_output_size(w, packed.kw, sw, pl, pr)
     assert out.shape[1] == oh and out.shape[2] == ow
-    code, c0 = act_code(act), int(out_c0)
+    code, c0 = epilogue_code(act), int(out_c0)
     rows = n * oh
     # A 3x3 depthwise does ~2.25 FLOP per byte, several times an element-wise op's work per byte, so
     # its bytes count 4x against the shared threshold (parallel from ~128 KB). Measured in MobileNet

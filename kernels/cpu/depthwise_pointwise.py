@@ -39,7 +39,7 @@ from numba import njit, prange
 
 from kernels import aligned_empty, aligned_zeros, conv_output_size, current_workspace
 from kernels.cpu import depthwise as dwk
-from kernels.cpu.common import JIT, NO_RESIDUAL, PJIT, act_code
+from kernels.cpu.common import JIT, NO_RESIDUAL, PJIT, epilogue_code
 from kernels.cpu.conv import dispatch
 from kernels.cpu.conv.dispatch import SERIAL_FLOPS, ConvPlan, conv2d, pack_conv2d, plannable, streams_output
 from kernels.cpu.conv.drivers import work_item
@@ -207,10 +207,10 @@ def depthwise_pointwise(x, packed, out, dw_stride, dw_pad, dw_act=None, act=None
     stream = int(streams_output(out2, m_total * cout, out_c0))
     fg = FusedGeom(stride_h=sh, stride_w=sw, pad_top=pt, pad_left=pl, oh=oh, ow=ow, rows=rows, n_blocks=nblocks,
                    cout=cout, out_c0=int(out_c0), unit=unit, stream=stream)
-    fused_par, fused_serial = _fused_kernels(dw.kh, dw.kw, sw, act_code(in_act))
+    fused_par, fused_serial = _fused_kernels(dw.kh, dw.kw, sw, epilogue_code(in_act))
     packed.variant = f"{dw.fast}+{pw.direct_variant}"
     args = (x, edges[0], edges[1], dw.b, pw.weights, pw.nfull, pw.rw, pw.bias, out2, res2, scratch, fg,
-            act_code(dw_act), act_code(act), has_res)
+            epilogue_code(dw_act), epilogue_code(act), has_res)
     fn = fused_serial if threads == 1 else fused_par
     if plannable(x, out, residual):     # the plan holds the buffers: one set a layer
         ws.plans[id(packed)] = (packed, ConvPlan(x, out, residual, key, None, packed.variant, fn, args))

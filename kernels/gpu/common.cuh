@@ -13,6 +13,13 @@
 __device__ __forceinline__ float kn_act(float v, int act) {
     if (act == KN_ACT_RELU) return fmaxf(v, 0.0f);
     if (act == KN_ACT_RELU6) return fminf(fmaxf(v, 0.0f), 6.0f);
+    if (act == KN_ACT_SIGMOID) return 1.0f / (1.0f + expf(-v));
+    if (act == KN_ACT_SILU) return v / (1.0f + expf(-v));
+    if (act == KN_ACT_HARD_SIGMOID) return fminf(fmaxf(v * (1.0f / 6.0f) + 0.5f, 0.0f), 1.0f);
+    if (act == KN_ACT_HARD_SILU) return v * fminf(fmaxf(v * (1.0f / 6.0f) + 0.5f, 0.0f), 1.0f);
+    if (act == KN_ACT_GELU) return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+    if (act == KN_ACT_GELU_TANH) return 0.5f * v * (1.0f + tanhf(0.79788456080286536f * (v + 0.044715f * v * v * v)));
+    if (act == KN_ACT_TANH) return tanhf(v);
     return v;
 }
 

@@ -11,7 +11,7 @@ import numba
 import numpy as np
 
 from kernels import aligned_zeros, conv_output_size, current_workspace
-from kernels.cpu.common import NO_RESIDUAL, act_code
+from kernels.cpu.common import NO_RESIDUAL, epilogue_code
 from kernels.cpu.conv import winograd as wino
 from kernels.cpu.conv.drivers import conv_tiles_parallel, conv_tiles_serial
 from kernels.cpu.conv.geometry import ConvGeom, WinogradGeom
@@ -144,7 +144,7 @@ def conv2d(x, packed, out, stride, pad, act=None, residual=None, out_c0=0):
     has_res = residual is not None
     res2 = residual.reshape(pixels, cout) if has_res else NO_RESIDUAL
     args = (xp.reshape(-1), packed.weights, packed.nfull, packed.rw, packed.bias, out2, res2, geom,
-            act_code(act), has_res)
+            epilogue_code(act), has_res)
     # a layer with few pixels but a large weight matrix (the 1x1 classifier on a 1x1 map) is bound by
     # streaming its weights: two cores stream them ~2x faster although the FLOPs are few
     small = 2 * pixels * kh * kw * cin * cout < SERIAL_FLOPS and packed.weights.nbytes < SERIAL_WEIGHT_BYTES
@@ -195,5 +195,5 @@ def conv2d_winograd(x, packed, out, pad, act, residual, out_c0, threads):
         vall = ws.get(("winograd.all", n_tiles + tb, cin), lambda: aligned_zeros((wino.POINTS, n_tiles + tb, cin)))
     has_res = residual is not None
     args = (xp, packed.wino_weights, packed.bias, out, residual if has_res else _NO_RESIDUAL4, geom,
-            act_code(act), has_res, scratch.v, scratch.m, scratch.tmp, scratch.s, vall)
+            epilogue_code(act), has_res, scratch.v, scratch.m, scratch.tmp, scratch.s, vall)
     wino.winograd_conv(*args)
