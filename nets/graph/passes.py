@@ -12,7 +12,8 @@ Pipeline (``optimize``):
     fold_affine_into_next  a channel_affine (input Rescaling / Normalization) merged into the affine
                      after it, or folded into the unpadded conv that alone reads it
     fuse_residual    add(conv(x), y) -> conv with residual=y (the conv moves to the add's place)
-    fuse_activation  ReLU / ReLU6 folded into the epilogue of the conv / depthwise / dense / add before it
+    fuse_activation  ReLU / ReLU6 (EPILOGUE_ACTIVATIONS) folded into the epilogue of the conv / depthwise /
+                     dense / add before it
     split_grouped_convs  a conv with 1 < groups < channels becomes one conv per group on a channel
                      slice (channel_gather), concatenated in place
     fuse_depthwise_pointwise  a depthwise conv and the 1x1 stride-1 conv that alone reads it become one
@@ -204,7 +205,9 @@ def fuse_residual(g: Graph) -> Graph:
 
 
 def fuse_activation(g: Graph) -> Graph:
-    for act in [n for n in g.nodes if n.op == "activation"]:
+    """An activation the kernels' epilogues apply (EPILOGUE_ACTIVATIONS: the clamps) moves into the
+    epilogue of the op before it; any other (silu, gelu, ...) stays a step of its own, as lower() made it."""
+    for act in [n for n in g.nodes if n.op == "activation" and n.attrs["act"] in EPILOGUE_ACTIVATIONS]:
         prod = g.producer(act.inputs[0])
         if (_epilogue(prod) and prod.attrs.get("act") is None
                 and _sole_consumer(g, prod.output) is act):
