@@ -160,3 +160,21 @@ def test_compare_ort_bench_runs_on_a_small_model():
     table = bench.format_table([dict(row, model="toy", batch=2, threads=1),
                                 {"model": "broken", "batch": 1, "threads": 1, "error": "ModelError: x"}], True)
     assert table.count("\n") == 3 and "| broken |" in table and "ModelError: x" in table
+
+
+@pytest.mark.parametrize("opset", [17, 20])
+@pytest.mark.parametrize("act", ["sigmoid", "tanh", "silu", "hard_sigmoid", "hard_silu", "gelu", "gelu_tanh"])
+def test_activations_export_and_import_back(act, opset):
+    """Each activation in ONNX Runtime (as an op, or as the arithmetic torch writes where the opset has no op),
+    and read back by our importer as the one activation it is."""
+    from nets.io.onnx import onnx_to_graph
+
+    g = _single(lambda b, x: b.conv2d(x, 6, 3, activation=act))
+    shape = g.shapes[g.inputs[0]]
+    x = np.random.default_rng(2).normal(size=(2, *shape)).astype(np.float32) * 3
+    want = interpret(g, x)[g.outputs[0]]
+    data = export_onnx_bytes(g, opset=opset)
+    onnx.checker.check_model(onnx.load_from_string(data))
+    assert rel_err(run_ort(data, g.inputs[0], x), want) <= 1e-5
+    back, _ = onnx_to_graph(data)
+    assert [n.attrs["act"] for n in back.nodes if n.op == "activation"] == [act]
