@@ -26,8 +26,9 @@ OPS = ["Conv", "Relu", "Clip", "MaxPool", "AveragePool", "Add", "Mul", "Concat",
 
 class Dynamo(torch.nn.Module):
     """What torch.onnx.export(dynamo=True) writes for ShuffleNet / ConvNeXt idioms: Reshape to [-1, ...], a
-    rank-5 channel shuffle, Split, LayerNorm between Transposes, the decomposed LocalResponseNorm, a
-    per-channel Mul between computed tensors, Squeeze / Unsqueeze, grouped convolutions."""
+    rank-5 channel shuffle, Split, LayerNorm between Transposes, GELU, the decomposed LocalResponseNorm, a
+    sigmoid gate, hard sigmoid, a per-channel Mul between computed tensors, Squeeze / Unsqueeze, grouped
+    convolutions."""
 
     def __init__(self):
         super().__init__()
@@ -42,9 +43,9 @@ class Dynamo(torch.nn.Module):
         n, c, h, w = y.shape
         y = y.view(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, -1, h, w)
         a, b = y.chunk(2, dim=1)
-        a = self.ln(a.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-        y = torch.cat([a, self.lrn(b)], 1)
-        g = torch.relu(y.mean((2, 3))).unsqueeze(-1).unsqueeze(-1)
+        a = torch.nn.functional.gelu(self.ln(a.permute(0, 2, 3, 1))).permute(0, 3, 1, 2)
+        y = torch.cat([a, self.lrn(b) * torch.sigmoid(b)], 1)
+        g = torch.nn.functional.hardsigmoid(y.mean((2, 3))).unsqueeze(-1).unsqueeze(-1)
         return self.fc(torch.flatten(y * g + y[:, :, :, :], 1))
 
 
