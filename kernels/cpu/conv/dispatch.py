@@ -138,9 +138,11 @@ def conv2d(x, packed, out, stride, pad, act=None, residual=None, out_c0=0):
     rows_per_pass = 1 if kh > 1 and packed.panel_bytes > ROW_PASS_BYTES else kh
     out2 = out.reshape(pixels, out.shape[-1])
     stream = int(rows_per_pass == kh and streams_output(out2, pixels * cout, out_c0))
-    geom = ConvGeom(out_hw=oh * ow, out_w=ow, stride_h=sh, stride_w=sw, image_len=hp * wp * cin, row_len=wp * cin,
-                    cin=cin, kh=kh, k_len=kw * cin, pixels=pixels, cout=cout, out_c0=int(out_c0),
-                    rows_per_pass=rows_per_pass, stream=stream)
+    # passed as a plain tuple: Numba types a named-tuple argument on a slower path (~1.3 us a call);
+    # the compiled driver reads it as a ConvGeom again
+    geom = tuple(ConvGeom(out_hw=oh * ow, out_w=ow, stride_h=sh, stride_w=sw, image_len=hp * wp * cin,
+                          row_len=wp * cin, cin=cin, kh=kh, k_len=kw * cin, pixels=pixels, cout=cout,
+                          out_c0=int(out_c0), rows_per_pass=rows_per_pass, stream=stream))
     has_res = residual is not None
     res2 = residual.reshape(pixels, cout) if has_res else NO_RESIDUAL
     args = (xp.reshape(-1), packed.weights, packed.nfull, packed.rw, packed.bias, out2, res2, geom,
@@ -188,8 +190,10 @@ def conv2d_winograd(x, packed, out, pad, act, residual, out_c0, threads):
     tb, ng, n_mb = wino.plan_blocks(n_tiles, packed.wino_weights.shape[0], threads)
     ws = current_workspace()          # per-thread buffers shared by the layers of one executor (one at a time)
     scratch = ws.get(("winograd", tb, cin), lambda: wino.WinogradScratch(numba.config.NUMBA_NUM_THREADS, tb, cin))
-    geom = WinogradGeom(tiles_h=th, tiles_w=tw, oh=oh, ow=ow, cout=cout, out_c0=int(out_c0), tile_block=tb,
-                        groups=ng, n_tiles=n_tiles, n_blocks=n_mb)
+    # passed as a plain tuple: Numba types a named-tuple argument on a slower path (~1.3 us a call);
+    # the compiled driver reads it as a WinogradGeom again
+    geom = tuple(WinogradGeom(tiles_h=th, tiles_w=tw, oh=oh, ow=ow, cout=cout, out_c0=int(out_c0), tile_block=tb,
+                              groups=ng, n_tiles=n_tiles, n_blocks=n_mb))
     vall = _NO_VALL
     if ng > 1:
         vall = ws.get(("winograd.all", n_tiles + tb, cin), lambda: aligned_zeros((wino.POINTS, n_tiles + tb, cin)))

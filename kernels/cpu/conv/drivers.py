@@ -8,6 +8,7 @@ the full blocks packed [nfull, kh, kw * cin, 64], then the narrow one [kh, kw * 
 from numba import njit, prange
 
 from kernels.cpu.common import JIT, PJIT
+from kernels.cpu.conv.geometry import ConvGeom
 from kernels.cpu.conv.narrow import narrow_item
 from kernels.cpu.conv.tile import MC, MR, NR, row_tile, tile_item
 from kernels.cpu.stack import raw_view
@@ -39,12 +40,13 @@ def work_item(xr, wr, br, outr, resr, ostride, g, act, has_res, nfull, rw, cb, l
 
 
 @njit(**PJIT)
-def conv_tiles_parallel(xf, wf, nfull, rw, bias, out2, res2, g, act, has_res, threads):
+def conv_tiles_parallel(xf, wf, nfull, rw, bias, out2, res2, geom, act, has_res, threads):
     """Work item = (block of <= MC tiles, channel block): the weight panel of a channel block is
     reused across the block's tiles while it is hot in L1/L2. Block mb covers tiles
     [mb * nmt // nmb, (mb + 1) * nmt // nmb), so block sizes differ by at most one tile and both
     threads get the same work (fixed-size blocks left the last thread up to 13% short: 131 tiles
-    as 10 x 14 gave 70 vs 61)."""
+    as 10 x 14 gave 70 vs 61). ``geom``: a ``ConvGeom`` as a plain tuple."""
+    g = ConvGeom(*geom)
     nmt = (g.pixels + MR - 1) // MR
     nb = nfull + (1 if rw > 0 else 0)
     nmb = _tile_blocks(nmt, nb, threads)
@@ -58,8 +60,9 @@ def conv_tiles_parallel(xf, wf, nfull, rw, bias, out2, res2, g, act, has_res, th
 
 
 @njit(**JIT)
-def conv_tiles_serial(xf, wf, nfull, rw, bias, out2, res2, g, act, has_res):
+def conv_tiles_serial(xf, wf, nfull, rw, bias, out2, res2, geom, act, has_res):
     """The same loop on the calling thread, for layers too small to pay the fork/join."""
+    g = ConvGeom(*geom)
     nmt = (g.pixels + MR - 1) // MR
     nmb = (nmt + MC - 1) // MC
     nb = nfull + (1 if rw > 0 else 0)

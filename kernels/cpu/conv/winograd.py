@@ -36,6 +36,7 @@ from numba import njit, prange
 
 from kernels import aligned_copy, aligned_zeros
 from kernels.cpu.common import JIT, PJIT, act_bounds
+from kernels.cpu.conv.geometry import WinogradGeom
 from kernels.cpu.conv.tile import MR, NR, register_tile
 from kernels.cpu.stack import raw_view
 
@@ -296,12 +297,14 @@ def _block_item(xp, u, bias, out, res, g, act, has_res, item, v, m, tmp, s, vall
 
 
 @njit(**PJIT)
-def winograd_conv(xp, u, bias, out, res, g, act, has_res, vs, ms, tmps, ss, vall):
+def winograd_conv(xp, u, bias, out, res, geom, act, has_res, vs, ms, tmps, ss, vall):
     """One compiled driver for any thread count (a serial twin compiled apart contracts the
     transforms into FMAs differently, and 1- and 2-thread results should agree bit for bit).
     With output channels split into ng > 1 groups (few tiles), the input transform runs first as
     its own parallel loop into the shared ``vall`` [36, tiles + TB, cin]: each group's work item
-    would otherwise transform the same tiles again (ResNet50's 14x14 layers: 16 tiles, 2 groups)."""
+    would otherwise transform the same tiles again (ResNet50's 14x14 layers: 16 tiles, 2 groups).
+    ``geom``: a ``WinogradGeom`` as a plain tuple."""
+    g = WinogradGeom(*geom)
     n_items = g.n_blocks * g.groups
     if g.groups > 1:
         th, tw = g.tiles_h, g.tiles_w
