@@ -12,8 +12,12 @@ is exact and free. Inputs and outputs keep the file's layout: an NCHW model take
 Keras' own exports (``model.export(path, format="onnx")``) take NHWC input and wrap every layer in
 float32 Casts (no-ops here); their 'same' padding and Flatten are shape arithmetic on ``Shape(x)``, folded
 at load time, with the dynamic batch entry tracked so a Reshape target built from it keeps the batch
-axis. The per-op converters live in ``converters.py``, constant folding in ``fold.py``; this file reads
-the file and walks the graph; ``model.py`` wraps the result as a Model that keeps the file's layout.
+axis. Tensors of other ranks (a channel shuffle's 5-D view, torch's (N, C, 1) between two Unsqueezes) are
+lazy views until a Reshape or Transpose brings them back (``layout.py``). Before the walk, ``patterns.py``
+replaces exporter idioms (activations written as arithmetic, torch's decomposed LRN) by one node each.
+The per-op converters live in ``converters.py``, ``elementwise.py`` and ``layout.py``, constant folding in
+``fold.py``, tensor decoding (external data, size guards) in ``tensors.py``; this file walks the graph;
+``model.py`` wraps the result as a Model that keeps the file's layout.
 
     from nets.io.onnx import load_onnx
     model = load_onnx("resnet50.onnx", device="cpu", threads=2)
@@ -238,7 +242,7 @@ class Importer(OpConverters, ConstantFolding):
             return nodes
 
     def prune(self, outputs):
-        """Drop nodes no output depends on (a file's dead branches, the unused half of a recognised idiom)."""
+        """Drop nodes no output depends on (a file's dead branches)."""
         need, keep = set(outputs), []
         for n in reversed(self.b.nodes):
             if n.output in need or n.op == "input":
