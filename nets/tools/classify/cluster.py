@@ -219,9 +219,6 @@ def cluster_chunks(client, recipe, paths: list, *, batch: int, topk: int, thread
                 finished[i] = res["rows"]
                 if on_result:
                     on_result(res)
-            while next_i in finished:
-                yield finished.pop(next_i)
-                next_i += 1
             if stage == "warm" and not inflight:
                 stage = "hosts"
                 info = client.scheduler_info(n_workers=-1)["workers"]
@@ -240,6 +237,9 @@ def cluster_chunks(client, recipe, paths: list, *, batch: int, topk: int, thread
                     window = 2 * sum(w["nthreads"] for w in client.scheduler_info(n_workers=-1)["workers"].values()) + 1
                 while todo and len(inflight) < window:
                     launch(todo.popleft())
+            while next_i in finished:         # after the top-up: workers stay busy while rows are written
+                yield finished.pop(next_i)
+                next_i += 1
     finally:
         if inflight:
             client.cancel(list(inflight))
