@@ -117,7 +117,9 @@ def assert_row_matches(row, expected, rel=1e-5):
             assert gl == el
 
 
-def wait_for(predicate, timeout: float = 120.0, what: str = "condition"):
+def wait_for(predicate, timeout: float = 600.0, what: str = "condition"):
+    """Polls ``predicate``; the long default covers a first run that compiles the kernels on a loaded
+    machine (a passing wait ends as soon as the predicate holds)."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
@@ -144,7 +146,7 @@ def fifo_reader_pids(fifo: str, pids) -> list[int]:
     return found
 
 
-def open_fifo_writer(fifo: str, timeout: float = 120.0, quiet: bool = False) -> int:
+def open_fifo_writer(fifo: str, timeout: float = 600.0, quiet: bool = False) -> int:
     """Opens the write end of ``fifo`` once a reader waits on it (which lets that reader's open()
     return, so it shows in /proc); returns the fd (-1 when ``quiet`` and no reader came in time)."""
     fd = []

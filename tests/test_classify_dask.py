@@ -106,7 +106,7 @@ def test_a_worker_killed_mid_task_still_gives_every_row_once(client, collection,
     wait_for(lambda: not fifo_reader_pids(fifo, [victim]), what="the killed worker to close its files")
     os.close(fd)
     # the chunk's rerun opens the FIFO again (maybe already has): every reader gets end-of-file
-    wait_for(lambda: not t.is_alive() or close_fd(open_fifo_writer(fifo, 0.05, quiet=True)), 180,
+    wait_for(lambda: not t.is_alive() or close_fd(open_fifo_writer(fifo, 0.05, quiet=True)), 600,
              what=f"the run to finish; Dask is processing {client.processing()}")
     assert not failure, failure
     assert [r["path"] for r in out] == paths
