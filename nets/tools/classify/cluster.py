@@ -40,7 +40,10 @@ CONNECT_TIMEOUT_S = 20.0
 _models: OrderedDict = OrderedDict()          # per worker process: (recipe, threads) -> Classifier
 _models_lock = threading.Lock()
 _local = threading.local()                    # per Dask thread: its BatchPipeline
-_serial = threading.Lock()                    # one model call at a time per worker process
+# One model call at a time per worker process: a worker's Numba threads are already its share of the
+# host's cores (worker_threads), so a second concurrent call (Dask threads_per_worker > 1) would
+# oversubscribe them. (Model calls are thread-safe; this is about cores, not correctness.)
+_serial = threading.Lock()
 
 
 class ClusterError(KernelnetsError, RuntimeError):
