@@ -1,6 +1,7 @@
 """Time the non-convolution Numba kernels on real network shapes; print GB/s and GFLOP/s.
 
     python bench/bench_kernels.py [--threads 2] [--repeats 50] [--only depthwise,dense]
+    python bench/bench_kernels.py --only new      # issue 12's ops, smooth activations, squeeze-excite
     python -m pytest bench/bench_kernels.py [-k depthwise] [--benchmark-columns=median]
 
 As a script it prints one line per case with the share of the machine's peak; ``--peak-gflops``
@@ -166,7 +167,87 @@ def elementwise_cases(rng):
            lambda: (ew.zero_pad(img, po, (3, 3, 3, 3)), rel_err(po, ref.zero_pad(img, (3, 3, 3, 3))))[1])
 
 
-GROUPS = {"depthwise": depthwise_cases, "pool": pool_cases, "dense": dense_cases, "elementwise": elementwise_cases}
+def new_cases(rng):
+    """Issue 12's kernels on the shapes of the networks that need them (EfficientNet-B0, MobileNetV3,
+    ConvNeXt-T, AlexNet-style LRN, ShuffleNet-style shuffles). FLOPs only where they mean something
+    (the convolutions); the rest are memory-bound and read in GB/s. Names carry the op's bytes rule."""
+    nk = importlib.import_module("kernels.cpu")
+    conv = importlib.import_module("kernels.cpu.conv")
+    a = rand(rng, 1, 112, 112, 32, lo=-4, hi=4)
+    s = rand(rng, 1, 32, lo=0, hi=1)
+    o = empty(a.shape)
+    yield ("se mul (N,C) 112x112x32 effnet-b0", lambda: nk.mul(a, s, o),
+           lambda: np.multiply(a, s[:, None, None], out=o), F * 2 * a.size, 0,
+           lambda: (nk.mul(a, s, o), rel_err(o, ref.mul(a, s)))[1])
+    b = rand(rng, 1, 112, 112, 32)
+    yield ("mul same shape 112x112x32", lambda: nk.mul(a, b, o), lambda: np.multiply(a, b, out=o), F * 3 * a.size, 0,
+           lambda: (nk.mul(a, b, o), rel_err(o, ref.mul(a, b)))[1])
+    yield ("add (N,C)+silu 112x112x32", lambda: nk.add(a, s, o, "silu"), None, F * 2 * a.size, 0,
+           lambda: (nk.add(a, s, o, "silu"), rel_err(o, ref.add(a, s, "silu")))[1])
+    baselines = {"sigmoid": lambda: np.divide(1, 1 + np.exp(-a), out=o),
+                 "silu": lambda: np.divide(a, 1 + np.exp(-a), out=o),
+                 "hard_silu": lambda: np.multiply(a, np.clip(a / 6 + 0.5, 0, 1), out=o),
+                 "tanh": lambda: np.tanh(a, out=o), "gelu": None, "gelu_tanh": None, "hard_sigmoid": None,
+                 "relu": lambda: np.maximum(a, 0, out=o)}
+    for act, base in baselines.items():
+        yield (f"activation {act} 112x112x32", lambda act=act: nk.activation(a, o, act), base, F * 2 * a.size, 0,
+               lambda act=act: (nk.activation(a, o, act), rel_err(o, ref.activation(a, act)))[1])
+    x = rand(rng, 1, 56, 56, 96, lo=-2, hi=3)
+    g, t = rand(rng, 96), rand(rng, 96)
+    xo = empty(x.shape)
+    yield ("layer_norm 56x56x96 convnext-t", lambda: nk.layer_norm(x, g, t, xo, 1e-6), None, F * 2 * x.size,
+           0, lambda: (nk.layer_norm(x, g, t, xo, 1e-6), rel_err(xo, ref.layer_norm(x, g, t, 1e-6)))[1])
+    for h, c, beta in [(55, 96, 0.75), (27, 256, 0.75), (27, 256, 0.6)]:
+        y = rand(rng, 1, h, h, c, lo=0, hi=4)
+        yo = empty(y.shape)
+        yield (f"lrn size 5 beta {beta} {h}x{h}x{c}", lambda y=y, yo=yo, beta=beta: nk.lrn(y, yo, 5, 1e-4, beta, 1.0),
+               None, F * 2 * y.size, 0, lambda y=y, yo=yo, beta=beta: (
+                   nk.lrn(y, yo, 5, 1e-4, beta, 1.0), rel_err(yo, ref.lrn(y, 5, 1e-4, beta, 1.0)))[1])
+    z = rand(rng, 1, 56, 56, 128)
+    for name, idx in [("group slice 64 of 128", np.arange(64, 128)),
+                      ("shuffle 2 groups x 64", np.arange(128).reshape(2, 64).T.reshape(-1))]:
+        zo = empty((1, 56, 56, idx.size))
+        yield (f"channel_gather {name} 56x56", lambda idx=idx, zo=zo: nk.channel_gather(z, idx, zo),
+               lambda idx=idx: z[..., idx], F * 2 * zo.size, 0,
+               lambda idx=idx, zo=zo: (nk.channel_gather(z, idx, zo), rel_err(zo, ref.channel_gather(z, idx)))[1])
+    cz = rand(rng, 1, 57, 57, 64)
+    co = empty((1, 56, 56, 64))
+    yield ("crop 57x57x64 -> 56x56", lambda: nk.crop(cz, co, (1, 0, 1, 0)), lambda: cz[:, 1:, 1:].copy(),
+           F * 2 * co.size, 0, lambda: (nk.crop(cz, co, (1, 0, 1, 0)), rel_err(co, ref.crop(cz, (1, 0, 1, 0))))[1])
+    # the 1x1 projection of a squeeze-excite block: scaled weights (56x56x144 -> 24, EfficientNet-B0
+    # block2b), a scaled map (7x7x1152 -> 192, block6) and, unfused, mul then conv2d
+    for h, cin, cout in [(56, 144, 24), (14, 672, 112), (7, 1152, 192)]:
+        m = rand(rng, 1, h, h, cin)
+        gate = rand(rng, 1, cin, lo=0, hi=1)
+        k = rand(rng, 1, 1, cin, cout, lo=-0.1, hi=0.1)
+        p = conv.pack_conv2d(k, None)
+        mo, tmp = empty((1, h, h, cout)), empty(m.shape)
+        flops = 2 * h * h * cin * cout
+        want = ref.conv2d(ref.mul(m, gate), k)
+        run = lambda m=m, gate=gate, p=p, mo=mo: nk.scaled_conv2d(m, gate, p, mo)
+        unfused = lambda m=m, gate=gate, p=p, mo=mo, tmp=tmp: (nk.mul(m, gate, tmp), conv.conv2d(tmp, p, mo, (1, 1),
+                                                                                                (0, 0, 0, 0)))
+        for label, fn in (("scaled_conv2d", run), ("mul+conv2d", unfused)):
+            yield (f"{label} {h}x{h}x{cin}->{cout}", fn, None, F * (m.size + k.size + mo.size), flops,
+                   lambda fn=fn, mo=mo, want=want: (fn(), rel_err(mo, want))[1])
+    # conv epilogues, relu against the smooth activations: a 1x1 expansion (EfficientNet-B0 block2b's
+    # 56x56x24 -> 144) and a 3x3 stride-1 layer on Winograd
+    for kh, cin, cout in [(1, 24, 144), (3, 64, 64)]:
+        m = rand(rng, 1, 56, 56, cin)
+        k = rand(rng, kh, kh, cin, cout, lo=-0.1, hi=0.1)
+        p = conv.pack_conv2d(k, None)
+        mo = empty((1, 56, 56, cout))
+        pad = (kh // 2,) * 4
+        for act in ("relu", "silu", "hard_silu", "gelu"):
+            run = lambda m=m, p=p, mo=mo, pad=pad, act=act: conv.conv2d(m, p, mo, (1, 1), pad, act)
+            want = ref.conv2d(m, k, None, (1, 1), pad, act)
+            yield (f"conv {kh}x{kh} 56x56x{cin}->{cout} + {act}", run, None,
+                   F * (m.size + k.size + mo.size), 2 * 56 * 56 * kh * kh * cin * cout,
+                   lambda run=run, mo=mo, want=want: (run(), rel_err(mo, want))[1])
+
+
+GROUPS = {"depthwise": depthwise_cases, "pool": pool_cases, "dense": dense_cases, "elementwise": elementwise_cases,
+          "new": new_cases}
 
 
 def main():
@@ -175,7 +256,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=50)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--batch", type=int, default=1, help="batch size of the dense cases")
-    ap.add_argument("--only", default=",".join(GROUPS), help="comma list of " + ",".join(GROUPS))
+    ap.add_argument("--only", default=",".join(g for g in GROUPS if g != "new"),
+                    help="comma list of " + ",".join(GROUPS))
     ap.add_argument("--peak-gflops", type=float, default=None, help="default: 255 per core x threads")
     ap.add_argument("--peak-gbs", type=float, default=None, help="default: 40 per core x threads")
     args = ap.parse_args()

@@ -3,8 +3,8 @@
 Layouts: activations NHWC float32 C-contiguous; conv weights HWIO ``(kh, kw, cin, cout)``;
 depthwise ``(kh, kw, c, multiplier)`` with output channel ``c * multiplier + m`` (Keras/TF order);
 dense ``(in, out)``. Padding is explicit ``(top, bottom, left, right)``. ``act`` is one of
-``ACTIVATIONS`` (``None``, ``"relu"``, ``"relu6"``); compiled kernels take its ``act_code``. The fused
-epilogue is ``out = act(op(x) + bias + residual)``.
+``ACTIVATIONS`` (``None``, ``"relu"``, ``"relu6"``, ``"sigmoid"``, ``"silu"``, ...); compiled kernels take its
+``act_code``. The fused epilogue is ``out = act(op(x) + bias + residual)``.
 
 The contract is ``Backend`` below: ``kernels.cpu`` (Numba), ``kernels.gpu`` (CUDA through CuPy) and
 ``kernels.reference_backend`` (the NumPy oracle) each export every required op with exactly these
@@ -16,7 +16,8 @@ copies. Inputs and ``residual`` are whole contiguous buffers. Shapes and dtypes 
 runtime before a kernel is called; kernels trust their arguments.
 
 Optional ops (``OPTIONAL_OPS``): a backend may lack them and the runtime then composes the required
-ops (``depthwise_pointwise`` runs the depthwise and 1x1 kernels with a buffer between them).
+ops (``depthwise_pointwise`` runs the depthwise and 1x1 kernels with a buffer between them,
+``scaled_conv2d`` mul then conv2d).
 """
 
 from __future__ import annotations
@@ -79,7 +80,10 @@ class Backend(Protocol):
         """x (N, H, W, C) -> out (N, C)."""
 
     def add(self, a, b, out, act=None) -> None:
-        """Same shapes."""
+        """b has a's shape, or is (N, C): one value per sample and channel, broadcast over the pixels."""
+
+    def mul(self, a, b, out, act=None) -> None:
+        """act(a * b), b as in ``add`` (squeeze-excite: a map scaled per sample and channel)."""
 
     def pack_dense(self, kernel, bias) -> Packed:
         """kernel (in, out), bias (out,) | None."""
@@ -102,6 +106,19 @@ class Backend(Protocol):
     def zero_pad(self, x, out, pad) -> None:
         """Copying fallback: x surrounded by zeros on H and W."""
 
+    def layer_norm(self, x, gamma, beta, out, eps) -> None:
+        """(x - mean) / sqrt(var + eps) * gamma + beta over the last axis (channels)."""
+
+    def lrn(self, x, out, size, alpha, beta, bias) -> None:
+        """ONNX LRN across channels: x / (bias + alpha / size * sum of x^2 over the window)^beta, the window
+        of channel c being [c - floor((size - 1) / 2), c + ceil((size - 1) / 2)]."""
+
+    def channel_gather(self, x, index, out) -> None:
+        """out[..., j] = x[..., index[j]] with an int64 index (channel slices, splits, shuffles)."""
+
+    def crop(self, x, out, box) -> None:
+        """x without box = (top, bottom, left, right) rows and columns at the borders of H and W."""
+
 
 class FusedBackend(Backend, Protocol):
     """The optional ops, with the same rules."""
@@ -112,6 +129,10 @@ class FusedBackend(Backend, Protocol):
     def depthwise_pointwise(self, x, packed, out, dw_stride, dw_pad, dw_act=None, act=None, residual=None,
                             out_c0=0, in_act=None) -> None:
         """act(conv1x1(dw_act(depthwise(in_act(x)) + dw_bias)) + bias + residual)."""
+
+    def scaled_conv2d(self, x, scale, packed, out, act=None, residual=None, out_c0=0) -> None:
+        """act(conv1x1(x * scale) + bias + residual): packed by pack_conv2d from a 1x1 kernel, scale (N, cin)
+        one value per sample and input channel (squeeze-excite's gate, folded into the projection)."""
 
 
 def _methods(proto) -> tuple[str, ...]:

@@ -14,10 +14,10 @@ def _f64(a):
     return np.asarray(a, dtype=np.float64)
 
 
-def _erf(x):
+def _erfc(x):
     import math
 
-    return np.vectorize(math.erf, otypes=[np.float64])(x)
+    return np.vectorize(math.erfc, otypes=[np.float64])(x)
 
 
 def _act(y, act):
@@ -28,7 +28,9 @@ def _act(y, act):
     if act == "relu6":
         return np.clip(y, 0.0, 6.0)
     if act == "sigmoid":
-        return 0.5 * (1.0 + np.tanh(0.5 * y))          # = 1 / (1 + exp(-y)), without overflow
+        # = 1 / (1 + exp(-y)): without overflow, and with relative accuracy on the negative tail (where
+        # 0.5 * (1 + tanh(y / 2)) cancels: 5% off at y = -35)
+        return np.exp(-np.logaddexp(0.0, -y))
     if act == "silu":
         return y * _act(y, "sigmoid")
     if act == "hard_sigmoid":
@@ -36,9 +38,10 @@ def _act(y, act):
     if act == "hard_silu":
         return y * np.clip(y / 6.0 + 0.5, 0.0, 1.0)
     if act == "gelu":
-        return 0.5 * y * (1.0 + _erf(y / np.sqrt(2.0)))
+        return 0.5 * y * _erfc(-y / np.sqrt(2.0))       # 1 + erf(z) = erfc(-z), exact also for y << 0
     if act == "gelu_tanh":
-        return 0.5 * y * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (y + 0.044715 * y ** 3)))
+        # 0.5 * y * (1 + tanh(u)) = y * sigmoid(2u): the same, without the cancellation for y << 0
+        return y * _act(2.0 * np.sqrt(2.0 / np.pi) * (y + 0.044715 * y ** 3), "sigmoid")
     if act == "tanh":
         return np.tanh(y)
     raise ValueError(f"unknown activation {act!r}")

@@ -99,6 +99,44 @@ def test_epilogue(act, residual, rng, threads):
         assert ours.max() <= 6.0 and ours.min() >= 0.0
 
 
+SMOOTH = ("sigmoid", "silu", "hard_sigmoid", "hard_silu", "gelu", "gelu_tanh", "tanh")
+# every tile's epilogue: 6x64 + 12x32 (pointwise, batch 2, slice), 8x48 alone, Winograd, the one-pixel
+# tile, kernel rows in passes (partial sums through out), and a serial layer
+SMOOTH_CASES = {
+    "pointwise_6x64_12x32": (2, 9, 11, 40, 96, 1, 1, (1, 1), (0, 0, 0, 0)),
+    "narrow_8x48_1x7": (1, 10, 9, 16, 48, 1, 7, (1, 1), (0, 0, 3, 3)),
+    "winograd": (1, 12, 11, 70, 100, 3, 3, (1, 1), (1, 1, 1, 1)),
+    "one_pixel_tile": (1, 1, 1, 256, 70, 1, 1, (1, 1), (0, 0, 0, 0)),
+    "row_passes": (1, 7, 7, 384, 96, 3, 3, (1, 1), (1, 1, 1, 1)),
+    "serial_tiny": (1, 5, 6, 5, 7, 3, 3, (1, 1), (1, 1, 1, 1)),
+}
+
+
+@pytest.mark.parametrize("act", SMOOTH)
+@pytest.mark.parametrize("case", list(SMOOTH_CASES), ids=list(SMOOTH_CASES))
+def test_smooth_activation_epilogues(case, act, rng, threads):
+    """Activations other than the clamps, applied by the epilogues (``common.act_rows`` over the stored
+    rows), with a residual and an output slice; the other channels stay untouched."""
+    ours, want, out, sl, packed = run_case(rng, *SMOOTH_CASES[case], act=act, residual=True, extra_before=3,
+                                           extra_after=2)
+    assert rel_err(ours, want, packed.pre_act_max) <= tol(packed)
+    assert np.all(out[..., :3] == FILL) and np.all(out[..., sl.stop:] == FILL)
+
+
+def test_smooth_activations_are_not_streamed(rng, monkeypatch):
+    """A layer that would store non-temporally with relu does not with silu (the activation goes over
+    the stored rows), and both are right."""
+    monkeypatch.setattr(dispatch, "STREAM_BYTES", 0)
+    x = rng.standard_normal((1, 12, 12, 32), dtype=np.float32)
+    k = rng.standard_normal((1, 1, 32, 128), dtype=np.float32)
+    out = aligned_empty((1, 12, 12, 128))
+    assert dispatch.streams_output(out.reshape(144, 128), 144 * 128, 0, "relu")
+    assert not dispatch.streams_output(out.reshape(144, 128), 144 * 128, 0, "silu")
+    for act in ("relu", "silu"):
+        conv2d(x, pack_conv2d(k, None), out, (1, 1), (0, 0, 0, 0), act)
+        assert rel_err(out, ref.conv2d(x, k, None, (1, 1), (0, 0, 0, 0), act), ref.conv2d(x, k)) <= TOL
+
+
 # Outputs of fewer than MR pixels take the one-pixel tile; weights of >= SERIAL_WEIGHT_BYTES take the
 # parallel path even though the FLOPs are few (the classifier on a 1x1 map).
 FEW_PIXEL_CASES = {
@@ -176,7 +214,7 @@ def conv_cases(draw):
     w = draw(st.integers(max(1, kw - pad[2] - pad[3]), 16))
     return dict(n=draw(st.integers(1, 3)), h=h, w=w, cin=draw(st.integers(1, 70)),
                 cout=draw(st.integers(1, 140)), kh=kh, kw=kw, stride=(sh, sw), pad=pad,
-                act=draw(st.sampled_from([None, "relu", "relu6"])), residual=draw(st.booleans()),
+                act=draw(st.sampled_from([None, "relu", "relu6", "silu", "gelu"])), residual=draw(st.booleans()),
                 bias=draw(st.booleans()), extra_before=draw(st.integers(0, 5)),
                 extra_after=draw(st.integers(0, 5)))
 

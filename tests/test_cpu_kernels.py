@@ -17,10 +17,12 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import kernels.cpu.elementwise as ew
-from kernels import ACT_CODES, conv_output_size
+from kernels import ACT_CODES, ACTIVATIONS, conv_output_size
 from kernels import reference as ref
 from kernels.cpu import common
 from kernels.cpu import depthwise as dw
+from kernels.cpu import layout as lay
+from kernels.cpu import normalize as norm
 from kernels.cpu import pool as pl
 
 # kernels.cpu re-exports the function `dense`, which shadows the submodule attribute.
@@ -31,6 +33,7 @@ SENTINEL = np.float32(-7.25)
 THREADS = [1, min(2, numba.config.NUMBA_NUM_THREADS)]
 HYP = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 acts = st.sampled_from([None, "relu", "relu6"])
+all_acts = st.sampled_from(ACTIVATIONS)
 
 
 @contextlib.contextmanager
@@ -73,7 +76,7 @@ def window_cases(draw, max_k=5):
 @pytest.mark.parametrize("nthreads", THREADS)
 @HYP
 @given(case=window_cases(), n=st.integers(1, 3), c=st.integers(1, 37), mult=st.sampled_from([1, 1, 2, 3]),
-       act=acts, with_bias=st.booleans(), extra=st.tuples(st.integers(0, 5), st.integers(0, 5)),
+       act=all_acts, with_bias=st.booleans(), extra=st.tuples(st.integers(0, 5), st.integers(0, 5)),
        seed=st.integers(0, 2**31 - 1))
 def test_depthwise_matches_reference(nthreads, case, n, c, mult, act, with_bias, extra, seed):
     (kh, kw), stride, pad, (h, w) = case
@@ -119,6 +122,22 @@ def test_depthwise_network_shapes(nthreads, h, c, stride, pad):
     with threads(nthreads):
         dw.depthwise_conv2d(x, dw.pack_depthwise(k, b), out, stride, pad, "relu6")
     assert rel_err(out, want) <= TOL
+
+
+@pytest.mark.parametrize("nthreads", THREADS)
+@pytest.mark.parametrize("act", ["silu", "hard_silu", "gelu", "sigmoid"])
+def test_depthwise_smooth_activations_on_network_shapes(nthreads, act):
+    """EfficientNet / MobileNetV3 depthwise layers with their activations: tiles, border pixels and both
+    threads' row items (the activation runs over each item's output row)."""
+    rng = np.random.default_rng(17)
+    for h, c, k, stride, pad in [(15, 96, 3, (2, 2), (0, 1, 0, 1)), (14, 72, 5, (1, 1), (2, 2, 2, 2)),
+                                 (9, 300, 3, (1, 1), (1, 1, 1, 1))]:
+        x, w, b = rand(rng, 1, h, h, c), rand(rng, k, k, c, 1), rand(rng, c)
+        want = ref.depthwise_conv2d(x, w, b, stride, pad, act)
+        out = wide_out(1, want.shape[1], want.shape[2], c, 2, 3)
+        with threads(nthreads):
+            dw.depthwise_conv2d(x, dw.pack_depthwise(w, b), out, stride, pad, act, out_c0=2)
+        check_wide(out, want, 2, ref.depthwise_conv2d(x, w, b, stride, pad))
 
 
 @pytest.mark.parametrize("nthreads", THREADS)
@@ -199,7 +218,7 @@ def test_global_pools_match_reference(nthreads, n, h, w, c, seed):
 
 @pytest.mark.parametrize("nthreads", THREADS)
 @HYP
-@given(n=st.integers(1, 9), k_in=st.integers(1, 300), n_out=st.integers(1, 200), act=acts,
+@given(n=st.integers(1, 9), k_in=st.integers(1, 300), n_out=st.integers(1, 200), act=all_acts,
        with_bias=st.booleans(), seed=st.integers(0, 2**31 - 1))
 def test_dense_matches_reference(nthreads, n, k_in, n_out, act, with_bias, seed):
     rng = np.random.default_rng(seed)
@@ -230,7 +249,7 @@ shapes = st.lists(st.integers(1, 9), min_size=1, max_size=4).map(tuple)
 
 @pytest.mark.parametrize("nthreads", THREADS)
 @HYP
-@given(shape=shapes, act=acts, seed=st.integers(0, 2**31 - 1))
+@given(shape=shapes, act=all_acts, seed=st.integers(0, 2**31 - 1))
 def test_add_and_activation(nthreads, shape, act, seed):
     rng = np.random.default_rng(seed)
     a, b = rand(rng, *shape, lo=-8, hi=8), rand(rng, *shape, lo=-8, hi=8)
@@ -244,7 +263,7 @@ def test_add_and_activation(nthreads, shape, act, seed):
 
 @pytest.mark.parametrize("nthreads", THREADS)
 @HYP
-@given(shape=shapes, act=acts, seed=st.integers(0, 2**31 - 1))
+@given(shape=shapes, act=all_acts, seed=st.integers(0, 2**31 - 1))
 def test_channel_affine(nthreads, shape, act, seed):
     rng = np.random.default_rng(seed)
     x, scale, shift = rand(rng, *shape), rand(rng, shape[-1]), rand(rng, shape[-1])
@@ -295,8 +314,111 @@ def test_zero_pad(nthreads, n, h, w, c, pad, seed):
 
 def test_unknown_activation_is_rejected():
     x = np.ones((2, 3), np.float32)
-    with pytest.raises(ValueError, match="gelu"):
-        ew.activation(x, np.empty_like(x), "gelu")
+    with pytest.raises(ValueError, match="gelu6"):
+        ew.activation(x, np.empty_like(x), "gelu6")
+
+
+# ---------------------------------------------------------------- the new ops: mul, per-channel add / mul,
+# layer_norm, lrn, channel_gather, crop (and every activation through the vectorised act_span)
+
+
+@pytest.mark.parametrize("nthreads", THREADS)
+@HYP
+@given(shape=shapes, act=all_acts, per_channel=st.booleans(), seed=st.integers(0, 2**31 - 1))
+def test_mul_and_per_channel_add(nthreads, shape, act, per_channel, seed):
+    rng = np.random.default_rng(seed)
+    a = rand(rng, *shape, lo=-4, hi=4)
+    b_shape = (shape[0], shape[-1]) if per_channel and len(shape) > 1 else shape
+    b = rand(rng, *b_shape, lo=-2, hi=2)
+    out, out2 = np.full_like(a, SENTINEL), np.full_like(a, SENTINEL)
+    with threads(nthreads):
+        ew.mul(a, b, out, act)
+        ew.add(a, b, out2, act)
+    assert rel_err(out, ref.mul(a, b, act)) <= TOL
+    assert rel_err(out2, ref.add(a, b, act)) <= TOL
+
+
+@pytest.mark.parametrize("nthreads", THREADS)
+@pytest.mark.parametrize("act", ACTIVATIONS)
+def test_elementwise_network_shapes_every_activation(nthreads, act):
+    """Squeeze-excite's scale on an EfficientNet-sized map (several BLOCKs per row group, both threads)
+    and a standalone activation over a range that covers every branch of the fast functions."""
+    rng = np.random.default_rng(7)
+    a, s = rand(rng, 2, 28, 28, 144), rand(rng, 2, 144, lo=0.0, hi=1.0)
+    x = np.linspace(-40, 40, 300_001, dtype=np.float32)
+    out, y = np.empty_like(a), np.empty_like(x)
+    with threads(nthreads):
+        ew.mul(a, s, out, act)
+        ew.activation(x, y, act)
+    assert rel_err(out, ref.mul(a, s, act)) <= TOL
+    assert rel_err(y, ref.activation(x, act)) <= TOL
+    assert np.all(np.isfinite(y))
+
+
+@pytest.mark.parametrize("nthreads", THREADS)
+@HYP
+@given(shape=st.lists(st.integers(1, 9), min_size=1, max_size=3).map(tuple), c=st.integers(1, 300),
+       eps=st.sampled_from([1e-6, 1e-3]), offset=st.sampled_from([0.0, 50.0]), seed=st.integers(0, 2**31 - 1))
+def test_layer_norm(nthreads, shape, c, eps, offset, seed):
+    # a large common offset catches a variance computed as E[x^2] - E[x]^2
+    rng = np.random.default_rng(seed)
+    x = rand(rng, *shape, c) + np.float32(offset)
+    gamma, beta = rand(rng, c), rand(rng, c)
+    out = np.full_like(x, SENTINEL)
+    with threads(nthreads):
+        norm.layer_norm(x, gamma, beta, out, eps)
+    assert rel_err(out, ref.layer_norm(x, gamma, beta, eps)) <= TOL
+
+
+@pytest.mark.parametrize("nthreads", THREADS)
+@HYP
+@given(shape=st.lists(st.integers(1, 7), min_size=1, max_size=3).map(tuple), c=st.integers(1, 70),
+       size=st.integers(1, 9), beta=st.sampled_from([0.75, 0.5, 1.0, 0.6]), alpha=st.sampled_from([1e-4, 0.1, 2.0]),
+       bias=st.sampled_from([1.0, 2.0, 0.5]), seed=st.integers(0, 2**31 - 1))
+def test_lrn(nthreads, shape, c, size, beta, alpha, bias, seed):
+    rng = np.random.default_rng(seed)
+    x = rand(rng, *shape, c)
+    out = np.full_like(x, SENTINEL)
+    with threads(nthreads):
+        norm.lrn(x, out, size, alpha, beta, bias)
+    assert rel_err(out, ref.lrn(x, size, alpha, beta, bias)) <= TOL
+
+
+index_cases = st.one_of(
+    st.tuples(st.integers(1, 40), st.integers(0, 39), st.integers(1, 40)).map(          # a slice
+        lambda t: (t[0] + t[1] + t[2], list(range(t[1], t[1] + t[2])))),
+    st.tuples(st.integers(1, 6), st.integers(1, 8)).map(                                # a channel shuffle
+        lambda t: (t[0] * t[1], [g * t[1] + i for i in range(t[1]) for g in range(t[0])])),
+    st.integers(1, 40).flatmap(lambda c: st.tuples(st.just(c), st.lists(st.integers(0, c - 1), min_size=1,
+                                                                        max_size=50))))   # anything, repeats
+
+
+@pytest.mark.parametrize("nthreads", THREADS)
+@HYP
+@given(n=st.integers(1, 3), hw=st.tuples(st.integers(1, 6), st.integers(1, 6)), case=index_cases,
+       seed=st.integers(0, 2**31 - 1))
+def test_channel_gather(nthreads, n, hw, case, seed):
+    cin, index = case
+    x = rand(np.random.default_rng(seed), n, *hw, cin)
+    idx = np.asarray(index, np.int64)
+    out = np.full((n, *hw, len(index)), SENTINEL, np.float32)
+    with threads(nthreads):
+        lay.channel_gather(x, idx, out)
+    assert np.array_equal(out, ref.channel_gather(x, idx))
+
+
+@pytest.mark.parametrize("nthreads", THREADS)
+@HYP
+@given(n=st.integers(1, 3), h=st.integers(1, 9), w=st.integers(1, 9), c=st.integers(1, 19),
+       box=st.tuples(*[st.integers(0, 3)] * 4), seed=st.integers(0, 2**31 - 1))
+def test_crop(nthreads, n, h, w, c, box, seed):
+    t, b, l, r = box
+    assume(t + b < h and l + r < w)
+    x = rand(np.random.default_rng(seed), n, h, w, c)
+    out = np.full((n, h - t - b, w - l - r, c), SENTINEL, np.float32)
+    with threads(nthreads):
+        lay.crop(x, out, box)
+    assert np.array_equal(out, ref.crop(x, box))
 
 
 # ---------------------------------------------------------------- shared helpers (kernels/cpu/common.py)
@@ -314,11 +436,22 @@ def test_thread_chunks_cover_every_row_once(k, per_thread, align):
 
 
 def test_act_bounds_clamp_as_apply_act():
+    """The clamp activations are their bounds; every other one gets no clamp and is applied after it
+    (``is_smooth``), per value by apply_act and over runs by act_span, both close to the reference."""
     v = np.array([-1e30, -7.5, -0.0, 0.25, 5.99, 6.0, 6.5, 1e30], np.float32)
+    w = np.linspace(-12, 12, 97, dtype=np.float32)
     for name, code in ACT_CODES.items():
         lo, hi = common.act_bounds(code)
-        assert np.array_equal(np.minimum(np.maximum(v, lo), hi), [common.apply_act(x, code) for x in v])
-        assert np.array_equal(np.minimum(np.maximum(v, lo), hi), ref.activation(v, name))
+        if name in (None, "relu", "relu6"):
+            assert not common.is_smooth(code)
+            assert np.array_equal(np.minimum(np.maximum(v, lo), hi), [common.apply_act(x, code) for x in v])
+            assert np.array_equal(np.minimum(np.maximum(v, lo), hi), ref.activation(v, name))
+        else:
+            assert common.is_smooth(code) and lo <= -3e38 and hi >= 3e38
+        spans = np.empty_like(w)
+        common.act_span(w, spans, w.size, code)
+        assert rel_err([common.apply_act(x, code) for x in w], ref.activation(w, name)) <= 1e-6
+        assert rel_err(spans, ref.activation(w, name)) <= 1e-6
 
 
 def test_output_sizes_agree_with_reference_helper():

@@ -32,7 +32,7 @@ def compiled(tmp_path_factory):
 
 
 def test_every_cu_file_has_a_loader_and_includes_common():
-    assert set(rt.families()) == {"conv", "depthwise", "elementwise", "gemm", "pool"}
+    assert set(rt.families()) == {"conv", "depthwise", "elementwise", "gemm", "layout", "normalize", "pool"}
     for family in rt.families():
         exprs = ptxas.specialisations(family)
         assert len(exprs) == len(set(exprs)) > 0

@@ -269,6 +269,63 @@ def test_add_activation_affine(gpu, rng, shape, act):
     assert rel_err(out.get(), ref.channel_affine(a, s, t, act), ref.channel_affine(a, s, t)) <= TOL
 
 
+@pytest.mark.parametrize("shape", [(2, 5, 7, 12), (1, 3, 3, 5), (3, 1, 4, 9), (4, 1001)])
+@pytest.mark.parametrize("act", kernels.ACTIVATIONS)
+def test_mul_and_per_channel_add(gpu, rng, shape, act):
+    """mul with a second input of the first's shape, and add / mul with one value per sample and channel
+    (N, C): the float4 path where C is a multiple of 4, the scalar one elsewhere."""
+    g, cp = gpu.g, gpu.cp
+    a = rand(rng, *shape)
+    for b in (rand(rng, *shape), rand(rng, shape[0], shape[-1])):
+        out = cp.full(shape, SENTINEL, cp.float32)
+        g.mul(cp.asarray(a), cp.asarray(b), out, act)
+        assert rel_err(out.get(), ref.mul(a, b, act), ref.mul(a, b)) <= TOL
+        if b.shape != a.shape:
+            g.add(cp.asarray(a), cp.asarray(b), out, act)
+            assert rel_err(out.get(), ref.add(a, b, act), ref.add(a, b)) <= TOL
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 3, 12), (1, 4, 4, 96), (3, 7), (1, 2, 2, 1), (2, 3, 3, 300)])
+def test_layer_norm(gpu, rng, shape):
+    g, cp = gpu.g, gpu.cp
+    x = rand(rng, *shape) + np.float32(50.0)       # an offset: the variance must come from the deviations
+    gamma, beta = rand(rng, shape[-1]), rand(rng, shape[-1])
+    out = cp.full(shape, SENTINEL, cp.float32)
+    g.layer_norm(cp.asarray(x), cp.asarray(gamma), cp.asarray(beta), out, 1e-6)
+    assert rel_err(out.get(), ref.layer_norm(x, gamma, beta, 1e-6)) <= TOL
+
+
+@pytest.mark.parametrize("c,size,alpha,beta,bias", [(16, 5, 1e-4, 0.75, 1.0), (7, 3, 0.5, 0.6, 2.0),
+                                                    (9, 4, 2.0, 1.0, 1.0), (3, 9, 0.1, 0.5, 0.5)])
+def test_lrn(gpu, rng, c, size, alpha, beta, bias):
+    g, cp = gpu.g, gpu.cp
+    x = rand(rng, 2, 5, 3, c)
+    out = cp.full(x.shape, SENTINEL, cp.float32)
+    g.lrn(cp.asarray(x), out, size, alpha, beta, bias)
+    assert rel_err(out.get(), ref.lrn(x, size, alpha, beta, bias)) <= TOL
+
+
+@pytest.mark.parametrize("cin,index", [(12, range(4, 10)), (8, [0, 4, 1, 5, 2, 6, 3, 7]), (5, [4, 4, 0, 2]),
+                                       (3, [2])])
+def test_channel_gather(gpu, rng, cin, index):
+    g, cp = gpu.g, gpu.cp
+    x = rand(rng, 2, 3, 5, cin)
+    idx = np.asarray(list(index), np.int64)
+    out = cp.full((2, 3, 5, len(idx)), SENTINEL, cp.float32)
+    g.channel_gather(cp.asarray(x), cp.asarray(idx), out)
+    assert np.array_equal(out.get(), ref.channel_gather(x, idx))
+
+
+@pytest.mark.parametrize("c,box", [(8, (1, 2, 0, 3)), (5, (0, 0, 2, 1)), (4, (3, 1, 1, 1))])
+def test_crop(gpu, rng, c, box):
+    g, cp = gpu.g, gpu.cp
+    x = rand(rng, 2, 7, 6, c)
+    t, b, l, r = box
+    out = cp.full((2, 7 - t - b, 6 - l - r, c), SENTINEL, cp.float32)
+    g.crop(cp.asarray(x), out, box)
+    assert np.array_equal(out.get(), ref.crop(x, box))
+
+
 def test_concat_zero_pad_softmax(gpu, rng):
     g, cp = gpu.g, gpu.cp
     xs = [rand(rng, 2, 5, 3, c) for c in (4, 3, 8, 1)]

@@ -19,7 +19,7 @@ import pytest
 from tests.keras_utils import keras_forward, randomize_keras_model
 from tests.test_onnx_keras import check, keras_export, ort_run, rel_err
 
-DEVICE = "reference"   # "cpu" once kernels.cpu has mul, crop, channel_gather, layer_norm and lrn
+DEVICE = "cpu"
 FAMILIES = {       # smallest member: input size (the smallest each architecture allows)
     "MobileNetV2": 32, "MobileNetV3Small": 32, "EfficientNetB0": 32, "EfficientNetV2B0": 32, "DenseNet121": 32,
     "ConvNeXtTiny": 32, "ResNet50V2": 32, "InceptionResNetV2": 75,

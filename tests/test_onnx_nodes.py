@@ -9,7 +9,7 @@ from onnx import TensorProto, helper, numpy_helper
 from nets.errors import UnsupportedError
 from nets.io.onnx import OnnxModel, onnx_to_graph
 
-DEVICE = "reference"   # "cpu" once kernels.cpu has mul, crop, channel_gather, layer_norm and lrn
+DEVICE = "cpu"
 X = (None, 8, 9, 7)                 # NCHW with a dynamic batch: 8 channels (groups of 2 and 4), odd H and W
 
 

@@ -73,7 +73,8 @@ def test_fused_matches_reference(case, residual, threads):
     assert untouched
 
 
-@pytest.mark.parametrize("dw_act,act", [(None, None), ("relu", None), (None, "relu6")])
+@pytest.mark.parametrize("dw_act,act", [(None, None), ("relu", None), (None, "relu6"), ("silu", None),
+                                        ("hard_silu", "sigmoid"), (None, "gelu"), ("relu6", "hard_sigmoid")])
 def test_activations(dw_act, act, threads):
     err, _, _ = run(np.random.default_rng(3), 1, 11, 12, 40, 70, 3, (1, 1), (1, 1, 1, 1), dw_act, act, False)
     assert err <= 1e-5

@@ -95,7 +95,7 @@ def test_cases_cover_the_shared_input_transform():
     assert any(ng > 1 for _, ng, _ in plans) and any(ng == 1 for _, ng, _ in plans)
 
 
-@pytest.mark.parametrize("act", [None, "relu", "relu6"])
+@pytest.mark.parametrize("act", [None, "relu", "relu6", "silu", "gelu", "hard_silu"])
 @pytest.mark.parametrize("residual", [False, True])
 def test_epilogue_and_channel_slice(act, residual, rng):
     _, err, untouched = run(rng, 2, 10, 9, 64, 100, (1, 1, 1, 1), act=act, residual=residual,

@@ -4,11 +4,15 @@
                              path and Winograd; conv/__init__.py maps its files
     depthwise.py             depthwise_conv2d
     depthwise_pointwise.py   depthwise_pointwise: a depthwise conv fused with the 1x1 conv that reads it
+    scaled_conv.py           scaled_conv2d: a 1x1 conv of a map scaled per sample and channel (squeeze-excite)
     pool.py                  max/avg/global pooling
     dense.py                 dense
-    elementwise.py           add, activation, channel_affine, softmax, concat, zero_pad
+    elementwise.py           add, mul, activation, channel_affine, softmax, concat, zero_pad
+    normalize.py             layer_norm, lrn (across channels)
+    layout.py                channel_gather, crop
     common.py                what they share: compile options, activations, the parallel threshold and
                              the per-thread split
+    fastmath.py              vectorisable float32 exp / sigmoid / silu / tanh / erf / gelu / log
     stack.py                 intrinsics: stack tiles, reference-free views, prefetch, streaming stores
 """
 
@@ -48,6 +52,14 @@ def _versioned_cache_dir() -> str:
 
 _numba.config.CACHE_DIR = _versioned_cache_dir()
 
+# LLVM -O2 rather than Numba's default -O3 (unless NUMBA_OPT is set): the kernels' hot loops are
+# written out (register tiles, unrolled taps) and run as fast at -O2 (bench/RESULTS.md, "Cold start"),
+# while -O3 took about twice as long to compile them.
+if "NUMBA_OPT" not in _os.environ:
+    from numba.core.config import _OptLevel
+
+    _numba.config.OPT = _OptLevel(2)
+
 
 def _threadsafe_layer() -> bool:
     """Ask Numba for a threading layer that lets several Python threads run parallel kernels at once
@@ -74,12 +86,16 @@ from kernels.cpu.conv import conv2d, pack_conv2d  # noqa: E402
 from kernels.cpu.dense import dense, pack_dense  # noqa: E402
 from kernels.cpu.depthwise import depthwise_conv2d, pack_depthwise  # noqa: E402
 from kernels.cpu.depthwise_pointwise import depthwise_pointwise, pack_depthwise_pointwise  # noqa: E402
-from kernels.cpu.elementwise import activation, add, channel_affine, concat, softmax, zero_pad  # noqa: E402
+from kernels.cpu.elementwise import activation, add, channel_affine, concat, mul, softmax, zero_pad  # noqa: E402
+from kernels.cpu.layout import channel_gather, crop  # noqa: E402
+from kernels.cpu.normalize import layer_norm, lrn  # noqa: E402
 from kernels.cpu.pool import avg_pool2d, global_avg_pool, global_max_pool, max_pool2d  # noqa: E402
+from kernels.cpu.scaled_conv import scaled_conv2d  # noqa: E402
 
 __all__ = [
     "pack_conv2d", "conv2d", "pack_depthwise", "depthwise_conv2d", "pack_dense", "dense",
     "max_pool2d", "avg_pool2d", "global_avg_pool", "global_max_pool",
     "add", "activation", "channel_affine", "softmax", "concat", "zero_pad",
-    "pack_depthwise_pointwise", "depthwise_pointwise", "THREADSAFE",
+    "mul", "layer_norm", "lrn", "channel_gather", "crop",
+    "pack_depthwise_pointwise", "depthwise_pointwise", "scaled_conv2d", "THREADSAFE",
 ]

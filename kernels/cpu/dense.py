@@ -23,9 +23,9 @@ from types import SimpleNamespace
 import numpy as np
 from numba import njit, prange
 
-from kernels import aligned_copy, aligned_empty, aligned_zeros
-from kernels.cpu.common import JIT, PJIT, act_code, apply_act, thread_chunks, use_parallel
-from kernels.cpu.stack import stack_tile
+from kernels import ACT_NONE, aligned_copy, aligned_empty, aligned_zeros
+from kernels.cpu.common import JIT, PJIT, act_code, act_span, apply_act, is_smooth, thread_chunks, use_parallel
+from kernels.cpu.stack import raw_view, stack_tile
 
 BLOCK = 64
 ROWS = 4
@@ -45,6 +45,8 @@ def _dense_blocks(x, wp, b, out, act, j0, j1):
     nb, k_in, bw = wp.shape
     n, nout = out.shape
     k4 = k_in // 4 * 4
+    smooth = is_smooth(act)
+    lin = ACT_NONE if smooth else act        # a smooth activation goes over each finished row (act_span)
     for jb in range(j0, j1):
         o0 = jb * bw
         width = min(bw, nout - o0)
@@ -72,7 +74,10 @@ def _dense_blocks(x, wp, b, out, act, j0, j1):
                     for q in range(BLOCK):
                         acc[0, q] += v0 * wk[q]
                 for q in range(width):
-                    out[r0, o0 + q] = apply_act(acc[0, q] + acc[1, q] + acc[2, q] + acc[3, q] + bb[q], act)
+                    out[r0, o0 + q] = apply_act(acc[0, q] + acc[1, q] + acc[2, q] + acc[3, q] + bb[q], lin)
+                if smooth:
+                    seg = raw_view(out, r0 * nout + o0)
+                    act_span(seg, seg, width, act)
                 continue
             if nr == 2:
                 for k in range(k_in):
@@ -100,7 +105,10 @@ def _dense_blocks(x, wp, b, out, act, j0, j1):
                         acc[3, q] += v3 * wk[q]
             for rr in range(nr):
                 for q in range(width):
-                    out[r0 + rr, o0 + q] = apply_act(acc[rr, q] + bb[q], act)
+                    out[r0 + rr, o0 + q] = apply_act(acc[rr, q] + bb[q], lin)
+                if smooth:
+                    seg = raw_view(out, (r0 + rr) * nout + o0)
+                    act_span(seg, seg, width, act)
 
 
 @njit(**PJIT)

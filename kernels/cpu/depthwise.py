@@ -44,8 +44,18 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from kernels import ACT_NONE, aligned_copy, aligned_zeros, conv_output_size
-from kernels.cpu.common import JIT, PJIT, act_bounds, apply_act, epilogue_code, thread_chunks, use_parallel
+from kernels import ACT_NONE, ACT_RELU, ACT_RELU6, aligned_copy, aligned_zeros, conv_output_size
+from kernels.cpu.common import (
+    JIT,
+    PJIT,
+    act_bounds,
+    act_rows,
+    act_span,
+    epilogue_code,
+    is_smooth,
+    thread_chunks,
+    use_parallel,
+)
 from kernels.cpu.stack import raw_view, stack_tile
 
 
@@ -69,9 +79,12 @@ def _dw_pixel_generic(x, w, b, o, n, y0, x0, mult, act):
                     v = src[ci]
                     for m in range(mult):
                         o[ci * mult + m] += v * wt[ci * mult + m]
-    if act != ACT_NONE:
+    if is_smooth(act):
+        act_span(o, o, cm, act)
+    elif act != ACT_NONE:
+        lo, hi = act_bounds(act)
         for q in range(cm):
-            o[q] = apply_act(o[q], act)
+            o[q] = min(max(o[q], lo), hi)
 
 
 @njit(**JIT)
@@ -95,10 +108,18 @@ def _dw_generic_par(x, w, b, out, sh, sw, pt, pl, mult, act, c0, step, nchunk):
 _u = np.uint64   # an index that is not wraparound-checked: see _dw3x3_tile
 
 
-# The activation applied to an input as it is loaded (IA, a constant at every call site): Xception's
-# ReLU before each separable conv, whose input is also the un-activated residual, costs no pass of its
-# own. Padding stays zero (relu(0) = 0).
-_ia = apply_act
+@njit(inline="always")
+def _ia(v, IA):
+    """The activation applied to an input as it is loaded (IA, a constant: None, relu or relu6):
+    Xception's ReLU before each separable conv, whose input is also the un-activated residual,
+    costs no pass of its own. Padding stays zero (relu(0) = 0). Three branches, not apply_act's
+    ten: it is inlined at every load of the tiles, and Numba's inlining copies the callee's IR
+    each time (compile time grows with callee size x call sites)."""
+    if IA == ACT_RELU:
+        return max(v, np.float32(0.0))
+    if IA == ACT_RELU6:
+        return min(max(v, np.float32(0.0)), np.float32(6.0))
+    return v
 
 TP = 4     # output pixels per 3x3 tile (one row, adjacent columns)
 TQ = 64    # channels per tile chunk: 4 zmm per pixel; a 64-trip loop is vectorised, not fully unrolled
@@ -109,7 +130,7 @@ TQ = 64    # channels per tile chunk: 4 zmm per pixel; a 64-trip loop is vectori
 _tile_sums = stack_tile(TP, TQ)
 
 
-@njit(inline="always")
+@njit(**JIT)
 def _dw3x3_tile(xf, wf, b, of, base, rowlen, c, nq, obase, ostride, lo, hi, SW, IA):
     """TP adjacent output pixels of one row, 3x3 window, channels [0, nq) of the views passed in.
 
@@ -159,7 +180,7 @@ def _dw3x3_tile(xf, wf, b, of, base, rowlen, c, nq, obase, ostride, lo, hi, SW, 
 _pixel_sums = stack_tile(1, TQ)
 
 
-@njit(inline="always")
+@njit(**JIT)
 def _dw_pixel(xf, wf, b, of, base, rowlen, c, nq, obase, lo, hi, KH, KW, IA):
     """One output pixel, channels [0, nq) of the views passed in, the KH x KW sum in a register: a
     full window that starts at ``base`` of the input and the (possibly shifted) weights ``wf``. The
@@ -177,15 +198,20 @@ def _dw_pixel(xf, wf, b, of, base, rowlen, c, nq, obase, lo, hi, KH, KW, IA):
         o[q] = min(max(tmp[0, q], lo), hi)
 
 
-@njit(inline="always")
+@njit(**JIT)
 def dw_rows_window(xf, h, wd, c, wall, vslot, b, of, oh, ow, ostride, KH, KW, SW, IA, sh, sw, pt, pl, act,
                    c0, r_lo, r_hi, rbase, i0, i1):
     """Work items i0..i1 over output rows [r_lo, r_hi) (flattened over n, oy; see below), multiplier 1.
-    Inlined (Numba IR) into closures where KH, KW and SW are constants, so the tap loops unroll and
-    the channel loop vectorises with the sum in a register. SW > 0 (3x3 only, SW == sw): runs of TP
-    interior pixels go through _dw3x3_tile; IA: an activation on the inputs (``_ia``). Arrays are
-    flat: ``xf`` the (n, h, wd, c) input, ``of`` the output, whose row r is written at row r - rbase
-    (rows ow * ostride apart).
+    Called with KH, KW, SW and IA as constants (the closures of ``_specialised`` and
+    ``depthwise_pointwise``): Numba then compiles one specialisation per combination, those four typed
+    as literals, which LLVM sees as constants, so the tap loops unroll and the channel loop
+    vectorises with the sum in a register. Every other int argument must reach it as a run-time
+    int64 (``np.int64(0)``, not ``0``) or it becomes a literal of its own specialisation. Being a call,
+    not inlined, it is compiled once for the serial and the parallel drivers (whose prange bodies
+    stay one call: parfor passes over an inlined body took most of a cold start's compile time).
+    SW > 0 (3x3 only, SW == sw): runs of TP interior pixels go through _dw3x3_tile; IA: an activation
+    on the inputs (``_ia``). Arrays are flat: ``xf`` the (n, h, wd, c) input, ``of`` the output, whose
+    row r is written at row r - rbase (rows ow * ostride apart).
 
     Border pixels read a full window too: it is clamped inside the input and the weights are
     shifted to match (window tap (i, j) takes weight (i - e, j - d), zero where that falls off the
@@ -244,6 +270,8 @@ def dw_rows_window(xf, h, wd, c, wall, vslot, b, of, oh, ow, ostride, KH, KW, SW
             x0c = min(max(x0, 0), wd - KW)
             _dw_pixel(xq, raw_view(wall, vslot[e, x0 - x0c + KW - 1] * nw + q0), bq, oq, xrow + x0c * c, rowlen,
                       c, nq, orow + ox * ostride, lo, hi, KH, KW, IA)
+        if is_smooth(act):          # a smooth activation over the item's output row (in L1), after the clamp
+            act_rows(oq, orow, ostride, ow, nq, act)
 
 
 # Windows that get a compiled interior (3x3: MobileNet, Xception; 5x5: MobileNetV2-style nets);
@@ -255,12 +283,13 @@ _SPECIALISED = {}
 
 
 def _specialised(kh, kw, sw):
-    """Serial worker + parallel launcher with the window size (and, for 3x3 tiles, the stride)
-    baked in as constants.
+    """Serial and parallel drivers with the window size (and, for 3x3 tiles, the stride) baked in as
+    constants: each is one call of ``dw_rows_window`` per thread's run of work items, with the same
+    argument types, so both use the same compiled specialisation of it.
 
     The closures capture only ints: Numba's on-disk cache keys a closure by its cell contents, and
     a captured dispatcher pickles with a per-process uuid (a fresh key, a recompile and a growing
-    index every run), so both closures call the inlined module-level body instead of each other.
+    index every run); the module-level ``dw_rows_window`` is a global, not a cell.
     """
     SW = sw if (kh, kw) == (3, 3) and sw in TILED_STRIDES else 0
     key = (kh, kw, SW)
@@ -269,12 +298,14 @@ def _specialised(kh, kw, sw):
     KH, KW = kh, kw
 
     @njit(**JIT)
-    def rows_fn(x, wvar, vslot, b, out, sh, sw, pt, pl, act, c0):
+    def rows_fn(x, wvar, vslot, b, out, sh, sw, pt, pl, act, c0, threads):
         n, h, wd, c = x.shape
         oh, ow, ostride = out.shape[1], out.shape[2], out.shape[3]
         items = n * oh * ((c + TQ - 1) // TQ)
-        dw_rows_window(raw_view(x, 0), h, wd, c, raw_view(wvar, 0), vslot, raw_view(b, 0), raw_view(out, 0),
-                       oh, ow, ostride, KH, KW, SW, 0, sh, sw, pt, pl, act, c0, 0, n * oh, 0, 0, items)
+        xf, wf, bf, of = raw_view(x, 0), raw_view(wvar, 0), raw_view(b, 0), raw_view(out, 0)
+        for k in range(threads):
+            dw_rows_window(xf, h, wd, c, wf, vslot, bf, of, oh, ow, ostride, KH, KW, SW, 0, sh, sw, pt, pl, act,
+                           c0, np.int64(0), n * oh, np.int64(0), k * items // threads, (k + 1) * items // threads)
 
     @njit(**PJIT)
     def par_fn(x, wvar, vslot, b, out, sh, sw, pt, pl, act, c0, threads):
@@ -282,9 +313,10 @@ def _specialised(kh, kw, sw):
         oh, ow, ostride = out.shape[1], out.shape[2], out.shape[3]
         items = n * oh * ((c + TQ - 1) // TQ)
         xf, wf, bf, of = raw_view(x, 0), raw_view(wvar, 0), raw_view(b, 0), raw_view(out, 0)
-        for k in prange(threads):
+        for kk in prange(threads):
+            k = np.int64(kk)        # int64 as in rows_fn: one specialisation of dw_rows_window
             dw_rows_window(xf, h, wd, c, wf, vslot, bf, of, oh, ow, ostride, KH, KW, SW, 0, sh, sw, pt, pl, act,
-                           c0, 0, n * oh, 0, k * items // threads, (k + 1) * items // threads)
+                           c0, np.int64(0), n * oh, np.int64(0), k * items // threads, (k + 1) * items // threads)
 
     _SPECIALISED[key] = (rows_fn, par_fn)
     return rows_fn, par_fn
@@ -349,7 +381,7 @@ def depthwise_conv2d(x, packed, out, stride, pad, act=None, out_c0=0):
         if parallel:
             par_fn(x, wvar, vslot, packed.b, out, sh, sw, pt, pl, code, c0, numba.get_num_threads())
         else:
-            rows_fn(x, wvar, vslot, packed.b, out, sh, sw, pt, pl, code, c0)
+            rows_fn(x, wvar, vslot, packed.b, out, sh, sw, pt, pl, code, c0, 1)
     elif parallel:
         _dw_generic_par(x, packed.w, packed.b, out, sh, sw, pt, pl, packed.mult, code, c0,
                         *thread_chunks(rows, per_thread=4))

@@ -35,11 +35,12 @@ from types import SimpleNamespace
 from typing import NamedTuple
 
 import numba
+import numpy as np
 from numba import njit, prange
 
 from kernels import aligned_empty, aligned_zeros, conv_output_size, current_workspace
 from kernels.cpu import depthwise as dwk
-from kernels.cpu.common import JIT, NO_RESIDUAL, PJIT, epilogue_code
+from kernels.cpu.common import CLAMP_ACTIVATIONS, JIT, NO_RESIDUAL, PJIT, epilogue_code
 from kernels.cpu.conv import dispatch
 from kernels.cpu.conv.dispatch import SERIAL_FLOPS, ConvPlan, conv2d, pack_conv2d, plannable, streams_output
 from kernels.cpu.conv.drivers import work_item
@@ -70,11 +71,14 @@ class FusedGeom(NamedTuple):
     stream: int          # 1: the 1x1 part stores its output rows non-temporally
 
 
-@njit(inline="always", **JIT)
+@njit(**JIT)
 def _fused_item(blk, xf, h, wd, c, wall, vslot, dbf, wr, nfull, rw, br, outr, resr, ostride, s, fg, dact, act,
                 has_res, KH, KW, SW, IA):
     """Row block ``blk``: its depthwise part into the panel ``s``, then the 1x1 convolution of the
-    block's pixels for every output-channel block."""
+    block's pixels for every output-channel block. KH, KW, SW, IA arrive as constants (literal
+    specialisations, as for ``dw_rows_window``, which gets them as such); both drivers call it, so it
+    compiles once, and it calls the compiled ``dw_rows_window`` and ``work_item`` that the plain
+    depthwise and 1x1 layers use."""
     ow, unit, nblk = fg.ow, fg.unit, fg.n_blocks
     # blocks of whole units (``unit`` pixels: a row, or one pixel on maps of few rows) whose sizes
     # differ by at most one unit; the depthwise part computes the whole rows a block touches (a row
@@ -86,22 +90,24 @@ def _fused_item(blk, xf, h, wd, c, wall, vslot, dbf, wr, nfull, rw, br, outr, re
     r1 = (p1 + ow - 1) // ow
     npix = p1 - p0
     dw_rows_window(xf, h, wd, c, wall, vslot, dbf, s, fg.oh, ow, c, KH, KW, SW, IA, fg.stride_h, fg.stride_w,
-                   fg.pad_top, fg.pad_left, dact, 0, r0, r1, r0, 0, (r1 - r0) * ((c + TQ - 1) // TQ))
+                   fg.pad_top, fg.pad_left, dact, np.int64(0), r0, r1, r0, np.int64(0),
+                   (r1 - r0) * ((c + TQ - 1) // TQ))
     # the 1x1 convolution over the block's pixels of the panel: an unpadded "image" of npix pixels
     cout = fg.cout
-    g = ConvGeom(out_hw=npix, out_w=npix, stride_h=1, stride_w=1, image_len=npix * c, row_len=npix * c, cin=c,
-                 kh=1, k_len=c, pixels=npix, cout=cout, out_c0=fg.out_c0, rows_per_pass=1, stream=fg.stream)
+    one = np.int64(1)       # int64, not a literal: the ConvGeom type of conv2d's drivers, one work_item
+    g = ConvGeom(out_hw=npix, out_w=npix, stride_h=one, stride_w=one, image_len=npix * c, row_len=npix * c, cin=c,
+                 kh=one, k_len=c, pixels=npix, cout=cout, out_c0=fg.out_c0, rows_per_pass=one, stream=fg.stream)
     sp = raw_view(s, (p0 - r0 * ow) * c)
     o = raw_view(outr, p0 * ostride)
     rs = raw_view(resr, p0 * cout) if has_res else resr
     for cb in range(nfull + (1 if rw > 0 else 0)):
-        work_item(sp, wr, br, o, rs, ostride, g, act, has_res, nfull, rw, cb, 0, (npix + MR - 1) // MR)
+        work_item(sp, wr, br, o, rs, ostride, g, act, has_res, nfull, rw, cb, np.int64(0), (npix + MR - 1) // MR)
 
 
 def _fused_kernels(kh, kw, sw, ia):
     """Parallel and serial drivers with window size, horizontal stride and input activation baked
     in (closures over ints only, as in ``depthwise._specialised``, so Numba's disk cache keys them
-    stably)."""
+    stably): each a loop of calls of ``_fused_item`` with the same argument types."""
     SW = sw if (kh, kw) == (3, 3) and sw in dwk.TILED_STRIDES else 0
     IA = ia
     key = (kh, kw, SW, IA)
@@ -117,7 +123,7 @@ def _fused_kernels(kh, kw, sw, ia):
         wr, br, outr, resr = raw_view(wf, 0), raw_view(bias, 0), raw_view(out2, 0), raw_view(res2, 0)
         for blk in prange(fg.n_blocks):
             s = raw_view(scratch[numba.get_thread_id()], 0)
-            _fused_item(blk, xf, h, wd, c, wall, vslot, dbf, wr, nfull, rw, br, outr, resr, out2.shape[1], s,
+            _fused_item(np.int64(blk), xf, h, wd, c, wall, vslot, dbf, wr, nfull, rw, br, outr, resr, out2.shape[1], s,
                         fg, dact, act, has_res, KH, KW, SW, IA)
 
     @njit(**JIT)
@@ -126,9 +132,9 @@ def _fused_kernels(kh, kw, sw, ia):
         h, wd, c = x.shape[1], x.shape[2], x.shape[3]
         xf, wall, dbf = raw_view(x, 0), raw_view(wvar, 0), raw_view(db, 0)
         wr, br, outr, resr = raw_view(wf, 0), raw_view(bias, 0), raw_view(out2, 0), raw_view(res2, 0)
-        s = raw_view(scratch, 0)
         for blk in range(fg.n_blocks):
-            _fused_item(blk, xf, h, wd, c, wall, vslot, dbf, wr, nfull, rw, br, outr, resr, out2.shape[1], s,
+            s = raw_view(scratch[0], 0)
+            _fused_item(np.int64(blk), xf, h, wd, c, wall, vslot, dbf, wr, nfull, rw, br, outr, resr, out2.shape[1], s,
                         fg, dact, act, has_res, KH, KW, SW, IA)
 
     _FUSED[key] = (fused_par, fused_serial)
@@ -177,7 +183,8 @@ def depthwise_pointwise(x, packed, out, dw_stride, dw_pad, dw_act=None, act=None
     oh = conv_output_size(h, dw.kh, sh, pt, pb)
     ow = conv_output_size(w, dw.kw, sw, pl, pr)
     cout = pw.kernel_shape[3]
-    if dw.fast == "dw_generic" or h < dw.kh or w < dw.kw:
+    if dw.fast == "dw_generic" or h < dw.kh or w < dw.kw or in_act not in CLAMP_ACTIVATIONS:
+        # (an input activation other than a clamp would be applied per loaded value, unvectorised)
         _fallback(x, packed, out, (sh, sw), (pt, pb, pl, pr), dw_act, act, residual, out_c0, oh, ow, in_act)
         return
     rows = n * oh
@@ -206,7 +213,7 @@ def depthwise_pointwise(x, packed, out, dw_stride, dw_pad, dw_act=None, act=None
     out2 = out.reshape(m_total, out.shape[-1])
     has_res = residual is not None
     res2 = residual.reshape(m_total, cout) if has_res else NO_RESIDUAL
-    stream = int(streams_output(out2, m_total * cout, out_c0))
+    stream = int(streams_output(out2, m_total * cout, out_c0, act))
     # passed as a plain tuple: Numba types a named-tuple argument on a slower path (~1.3 us a call);
     # the compiled driver reads it as a FusedGeom again
     geo = tuple(FusedGeom(stride_h=sh, stride_w=sw, pad_top=pt, pad_left=pl, oh=oh, ow=ow, rows=rows,

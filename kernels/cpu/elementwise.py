@@ -1,4 +1,4 @@
-"""Element-wise Numba kernels: add, activation, channel_affine, softmax, concat, zero_pad.
+"""Element-wise Numba kernels: add, mul, activation, channel_affine, softmax, concat, zero_pad.
 
 All of these are memory-bound: each reads its inputs once and writes its output once, so the
 figure of merit is GB/s (bytes = inputs + output). Buffers are treated as flat float32 vectors
@@ -6,65 +6,154 @@ figure of merit is GB/s (bytes = inputs + output). Buffers are treated as flat f
 Large problems split the flat range into one chunk per thread (``prange``); small ones call the
 serial worker directly, because waking the thread pool costs more than a batch-1 layer.
 
+add and mul take a second input of the first's shape, or one value per sample and channel (N, C)
+broadcast over the pixels (squeeze-excite's scale, a per-channel Add). The clamp activations are
+applied in the same loop; a smooth one (sigmoid, silu, gelu, ...: ``common.act_span``) over each
+block of ``BLOCK`` floats just written, while it is in L1, so the data still crosses memory once.
+Smooth activations count ``SMOOTH_WEIGHT`` times their bytes towards the parallel threshold (tens
+of FLOPs an element).
+
 Bench: ``python bench/bench_kernels.py``.
 """
 
 import numpy as np
 from numba import njit, prange
 
-from kernels.cpu.common import JIT, PJIT, act_code, apply_act, thread_chunks, use_parallel
+from kernels.cpu.common import (
+    JIT,
+    PJIT,
+    act_bounds,
+    act_code,
+    act_span,
+    is_smooth,
+    thread_chunks,
+    use_parallel,
+)
+from kernels.cpu.stack import raw_view
 
-# ---------------------------------------------------------------- add / activation
+BLOCK = 4096            # floats per block (16 KB: L1) between a loop and its smooth activation
+SMOOTH_WEIGHT = 4
+
+
+def _parallel(nbytes, act):
+    return use_parallel(nbytes * (SMOOTH_WEIGHT if act_code(act) > 2 else 1))
+
+
+# ---------------------------------------------------------------- add / mul / activation
 
 
 @njit(**JIT)
-def _add_span(a, b, out, act):
-    # Whole (sliced) arrays and a loop from 0: a provably non-negative index lets LLVM drop
-    # Python's negative-index wraparound and vectorise.
-    for i in range(a.size):
-        out[i] = apply_act(a[i] + b[i], act)
+def _binary_span(a, b, out, lo, hi, is_mul, act):
+    """out[i] = act(a[i] + b[i]) (or a[i] * b[i]) over flat [lo, hi), in blocks of BLOCK floats."""
+    clo, chi = act_bounds(act)
+    for s in range(lo, hi, BLOCK):
+        n = min(hi, s + BLOCK) - s
+        # views from the block start and a loop from 0: a provably non-negative index lets LLVM
+        # drop Python's negative-index wraparound and vectorise
+        av, bv, ov = raw_view(a, s), raw_view(b, s), raw_view(out, s)
+        if is_mul:
+            for i in range(n):
+                ov[i] = min(max(av[i] * bv[i], clo), chi)
+        else:
+            for i in range(n):
+                ov[i] = min(max(av[i] + bv[i], clo), chi)
+        if is_smooth(act):
+            act_span(ov, ov, n, act)
 
 
 @njit(**PJIT)
-def _add_par(a, b, out, act, step, nchunk):
+def _binary_par(a, b, out, is_mul, act, step, nchunk):
     n = a.size
     for k in prange(nchunk):
-        lo, hi = k * step, min(n, (k + 1) * step)
-        _add_span(a[lo:hi], b[lo:hi], out[lo:hi], act)
-
-
-def add(a, b, out, act=None):
-    """out = act(a + b); all three the same shape. Bytes: 3 * 4 * size."""
-    fa, fb, fo = a.reshape(-1), b.reshape(-1), out.reshape(-1)
-    code = act_code(act)
-    if use_parallel(12 * fa.size):
-        _add_par(fa, fb, fo, code, *thread_chunks(fa.size, align=64))
-    else:
-        _add_span(fa, fb, fo, code)
+        _binary_span(a, b, out, k * step, min(n, (k + 1) * step), is_mul, act)
 
 
 @njit(**JIT)
-def _act_span(x, out, act):
-    for i in range(x.size):
-        out[i] = apply_act(x[i], act)
+def _channel_rows(a, b, out, c, pixels, r0, r1, is_mul, act):
+    """Rows [r0, r1) of a (rows, c) map: out[r] = act(a[r] op b[r // pixels]) with b (N, c) flat,
+    ``pixels`` rows per sample; a smooth activation over every ~BLOCK floats of finished rows."""
+    clo, chi = act_bounds(act)
+    per = max(1, BLOCK // c)
+    for g in range(r0, r1, per):
+        g1 = min(r1, g + per)
+        for r in range(g, g1):
+            av, ov, bv = raw_view(a, r * c), raw_view(out, r * c), raw_view(b, (r // pixels) * c)
+            if is_mul:
+                for j in range(c):
+                    ov[j] = min(max(av[j] * bv[j], clo), chi)
+            else:
+                for j in range(c):
+                    ov[j] = min(max(av[j] + bv[j], clo), chi)
+        if is_smooth(act):
+            ov = raw_view(out, g * c)
+            act_span(ov, ov, (g1 - g) * c, act)
+
+
+@njit(**PJIT)
+def _channel_par(a, b, out, c, pixels, is_mul, act, step, nchunk):
+    rows = a.size // c
+    for k in prange(nchunk):
+        _channel_rows(a, b, out, c, pixels, k * step, min(rows, (k + 1) * step), is_mul, act)
+
+
+def _binary(a, b, out, act, is_mul):
+    code = act_code(act)
+    fa, fo = a.reshape(-1), out.reshape(-1)
+    if b.shape == a.shape:
+        fb = b.reshape(-1)
+        if _parallel(12 * fa.size, act):
+            _binary_par(fa, fb, fo, is_mul, code, *thread_chunks(fa.size, align=64))
+        else:
+            _binary_span(fa, fb, fo, 0, fa.size, is_mul, code)
+        return
+    n, c = a.shape[0], a.shape[-1]
+    fb = np.ascontiguousarray(b, np.float32).reshape(-1)
+    if fb.size != n * c:
+        raise ValueError(f"{'mul' if is_mul else 'add'}: second input {b.shape} is neither {a.shape} nor ({n}, {c})")
+    rows = fa.size // c
+    if _parallel(8 * fa.size, act) and rows > 1:
+        _channel_par(fa, fb, fo, c, rows // n, is_mul, code, *thread_chunks(rows))
+    else:
+        _channel_rows(fa, fb, fo, c, rows // n, 0, rows, is_mul, code)
+
+
+def add(a, b, out, act=None):
+    """out = act(a + b); b has a's shape, or is (N, C) (one value per sample and channel, broadcast
+    over the pixels). Bytes: 3 * 4 * size (same shapes), 2 * 4 * size (per channel)."""
+    _binary(a, b, out, act, False)
+
+
+def mul(a, b, out, act=None):
+    """out = act(a * b), b as in ``add`` (squeeze-excite: a map scaled per sample and channel)."""
+    _binary(a, b, out, act, True)
+
+
+@njit(**JIT)
+def _act_span(x, out, lo, hi, act):
+    clo, chi = act_bounds(act)
+    xv, ov = raw_view(x, lo), raw_view(out, lo)
+    if is_smooth(act):
+        act_span(xv, ov, hi - lo, act)
+    else:
+        for i in range(hi - lo):
+            ov[i] = min(max(xv[i], clo), chi)
 
 
 @njit(**PJIT)
 def _act_par(x, out, act, step, nchunk):
     n = x.size
     for k in prange(nchunk):
-        lo, hi = k * step, min(n, (k + 1) * step)
-        _act_span(x[lo:hi], out[lo:hi], act)
+        _act_span(x, out, k * step, min(n, (k + 1) * step), act)
 
 
 def activation(x, out, act):
-    """Standalone relu / relu6 (or a copy for act=None); may run in place (out is x)."""
+    """Standalone activation (a copy for act=None); may run in place (out is x)."""
     fx, fo = x.reshape(-1), out.reshape(-1)
     code = act_code(act)
-    if use_parallel(8 * fx.size):
+    if _parallel(8 * fx.size, act):
         _act_par(fx, fo, code, *thread_chunks(fx.size, align=64))
     else:
-        _act_span(fx, fo, code)
+        _act_span(fx, fo, 0, fx.size, code)
 
 
 # ---------------------------------------------------------------- channel_affine
@@ -73,9 +162,18 @@ def activation(x, out, act):
 @njit(**JIT)
 def _affine_rows(x, scale, shift, out, act, r0, r1):
     c = x.shape[1]
-    for r in range(r0, r1):
-        for j in range(c):
-            out[r, j] = apply_act(x[r, j] * scale[j] + shift[j], act)
+    clo, chi = act_bounds(act)
+    per = max(1, BLOCK // c)
+    xf, of = raw_view(x, 0), raw_view(out, 0)
+    for g in range(r0, r1, per):
+        g1 = min(r1, g + per)
+        for r in range(g, g1):
+            xv, ov = raw_view(xf, r * c), raw_view(of, r * c)
+            for j in range(c):
+                ov[j] = min(max(xv[j] * scale[j] + shift[j], clo), chi)
+        if is_smooth(act):
+            ov = raw_view(of, g * c)
+            act_span(ov, ov, (g1 - g) * c, act)
 
 
 @njit(**PJIT)
@@ -93,7 +191,7 @@ def channel_affine(x, scale, shift, out, act=None):
     shift = np.ascontiguousarray(shift, dtype=np.float32)
     code = act_code(act)
     rows = fx.shape[0]
-    if use_parallel(8 * fx.size) and rows > 1:
+    if _parallel(8 * fx.size, act) and rows > 1:
         _affine_par(fx, scale, shift, fo, code, *thread_chunks(rows))
     else:
         _affine_rows(fx, scale, shift, fo, code, 0, rows)

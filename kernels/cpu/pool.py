@@ -68,9 +68,10 @@ def _pool_par(x, out, kh, kw, sh, sw, pt, pl, mode, c0, step, nchunk):
         _pool_rows(x, out, kh, kw, sh, sw, pt, pl, mode, c0, k * step, min(rows, (k + 1) * step))
 
 
-@njit(inline="always")
+@njit(**JIT)
 def _pool_rows_window(x, out, KH, KW, sh, sw, pt, pl, mode, c0, r0, r1):
-    """Rows r0..r1 with a window that is constant after inlining into the closures below: interior
+    """Rows r0..r1 with a constant window (KH, KW literal specialisations: the closures below pass
+    constants, see ``depthwise.dw_rows_window``; one compiled copy for both): interior
     pixels keep the running max / sum of a channel in a register over the unrolled taps (1 load
     per tap, 1 store per output) instead of folding each tap into the output vector in L1."""
     h, w, c = x.shape[1], x.shape[2], x.shape[3]
@@ -113,8 +114,9 @@ _SPECIALISED = {}
 
 
 def _specialised(kh, kw):
-    """Serial worker + parallel launcher for a constant window. The closures capture only ints so
-    Numba's disk cache keys them stably (see kernels/cpu/depthwise.py)."""
+    """Serial worker + parallel launcher for a constant window: calls of ``_pool_rows_window`` with the
+    window as constants. The closures capture only ints so Numba's disk cache keys them stably (see
+    kernels/cpu/depthwise.py)."""
     if (kh, kw) in _SPECIALISED:
         return _SPECIALISED[(kh, kw)]
     KH, KW = kh, kw
@@ -126,7 +128,8 @@ def _specialised(kh, kw):
     @njit(**PJIT)
     def par_fn(x, out, kh, kw, sh, sw, pt, pl, mode, c0, step, nchunk):
         rows = out.shape[0] * out.shape[1]
-        for k in prange(nchunk):
+        for kk in prange(nchunk):
+            k = np.int64(kk)        # int64 as rows_fn's r0, r1: one specialisation of _pool_rows_window
             _pool_rows_window(x, out, KH, KW, sh, sw, pt, pl, mode, c0, k * step, min(rows, (k + 1) * step))
 
     _SPECIALISED[(kh, kw)] = (rows_fn, par_fn)

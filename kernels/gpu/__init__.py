@@ -9,7 +9,10 @@
     gemm.cu / gemm.py               skinny GEMM (<= 64 rows, split K; batch-1 dense is its GEMV) and the
                                     split-K reduce that applies the conv/dense epilogue
     dense.py                        dense: the skinny GEMM up to batch 64, the conv kernel above that
-    elementwise.cu / elementwise.py add, activation, channel_affine, softmax, concat, zero_pad
+    elementwise.cu / elementwise.py add, mul (same shape or per sample and channel), activation,
+                                    channel_affine, softmax, concat, zero_pad
+    normalize.cu / normalize.py     layer_norm (a warp per row), lrn
+    layout.cu / layout.py           channel_gather, crop
     runtime.py                      compile cache (one NVRTC compile per specialisation), launches,
                                     uploads, workspaces, ``unavailable_reason()``
     tf32.py                         ``kernels.gpu.tf32``: this backend with conv2d/dense on tensor cores
@@ -29,7 +32,9 @@ This package imports without cupy (so ``unavailable_reason()`` can say why there
 from kernels.gpu.conv import conv2d, pack_conv2d
 from kernels.gpu.dense import dense, pack_dense
 from kernels.gpu.depthwise import depthwise_conv2d, pack_depthwise
-from kernels.gpu.elementwise import activation, add, channel_affine, concat, softmax, zero_pad
+from kernels.gpu.elementwise import activation, add, channel_affine, concat, mul, softmax, zero_pad
+from kernels.gpu.layout import channel_gather, crop
+from kernels.gpu.normalize import layer_norm, lrn
 from kernels.gpu.pool import avg_pool2d, global_avg_pool, global_max_pool, max_pool2d
 from kernels.gpu.runtime import unavailable_reason
 
@@ -47,5 +52,6 @@ def __getattr__(name):
 __all__ = [
     "pack_conv2d", "conv2d", "pack_depthwise", "depthwise_conv2d", "pack_dense", "dense",
     "max_pool2d", "avg_pool2d", "global_avg_pool", "global_max_pool",
-    "add", "activation", "channel_affine", "softmax", "concat", "zero_pad", "xp", "unavailable_reason",
+    "add", "activation", "channel_affine", "softmax", "concat", "zero_pad", "mul", "layer_norm", "lrn",
+    "channel_gather", "crop", "xp", "unavailable_reason",
 ]

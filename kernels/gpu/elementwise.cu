@@ -30,6 +30,29 @@ __global__ void add_act(const float* __restrict__ a, const float* __restrict__ b
     }
 }
 
+// out = act(a OP b), OP 0 add, 1 mul. per_channel 0: b has a's shape; 1: b is (N, C), one value per sample
+// and channel broadcast over the pixels of a (sample_size = floats per sample of a). count in units of
+// VEC floats (VEC 4: C a multiple of 4 when per_channel).
+template <int VEC, int OP>
+__global__ void binary_act(const float* __restrict__ a, const float* __restrict__ b, float* __restrict__ out,
+                           int count, int per_channel, int C, int sample_size, int act)
+{
+    for (int t = blockIdx.x * blockDim.x + threadIdx.x; t < count; t += gridDim.x * blockDim.x) {
+        const int e = t * VEC;
+        const int j = per_channel ? (e / sample_size) * C + e % C : e;
+        if (VEC == 4) {
+            float4 v = __ldg(reinterpret_cast<const float4*>(a) + t);
+            const float4 u = __ldg(reinterpret_cast<const float4*>(b + j));
+            if (OP == 1) { v.x *= u.x; v.y *= u.y; v.z *= u.z; v.w *= u.w; }
+            else { v.x += u.x; v.y += u.y; v.z += u.z; v.w += u.w; }
+            reinterpret_cast<float4*>(out)[t] = kn_act4(v, act);
+        } else {
+            const float v = __ldg(a + t), u = __ldg(b + j);
+            out[t] = kn_act(OP == 1 ? v * u : v + u, act);
+        }
+    }
+}
+
 // out[r, c] = act(x[r, c] * scale[c] + shift[c]) over rows x C
 template <int VEC>
 __global__ void channel_affine(const float* __restrict__ x, const float* __restrict__ scale,

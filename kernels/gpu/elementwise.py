@@ -1,5 +1,6 @@
-"""Elementwise ops on the GPU (``elementwise.cu``): add, activation, channel_affine, concat,
-zero_pad, softmax."""
+"""Elementwise ops on the GPU (``elementwise.cu``): add, mul (either with a second input of the first's
+shape or one value per sample and channel, broadcast over the pixels), activation, channel_affine,
+concat, zero_pad, softmax."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from kernels.gpu import runtime as rt
 FAMILY = "elementwise"
 BLOCK = 256
 TEMPLATES = ("add_act", "channel_affine", "copy_channels", "zero_pad_nhwc")
-SPECIALISATIONS = tuple(f"{t}<{v}>" for t in TEMPLATES for v in (1, 4)) + ("softmax_rows",)
+SPECIALISATIONS = (tuple(f"{t}<{v}>" for t in TEMPLATES for v in (1, 4)) + ("softmax_rows",)
+                   + tuple(f"binary_act<{v}, {op}>" for v in (1, 4) for op in (0, 1)))
 _device_copies: dict[int, tuple] = {}
 
 
@@ -36,8 +38,32 @@ def _add_act(a, b, out, act):
               (a, bb, out, rt.i32(size // vec), rt.i32(b is not None), rt.act_code(act)))
 
 
+def _binary(a, b, out, act, op):
+    """binary_act: any second input (``add`` with one of a's shape takes add_act, as before)."""
+    name = "mul" if op else "add"
+    rt.check_index_range(name, out=out.size)
+    rt.require_contiguous(name, a, b, out)
+    size = out.size
+    per_channel = b.shape != a.shape
+    c = a.shape[-1]
+    if per_channel and b.size != a.shape[0] * c:
+        raise ValueError(f"{name}: second input {b.shape} is neither {a.shape} nor ({a.shape[0]}, {c})")
+    vec = 4 if size % 4 == 0 and (c % 4 == 0 or not per_channel) and rt.aligned16(a, b, out) else 1
+    grid, block = rt.grid1d(size // vec)
+    i = rt.i32
+    rt.launch(FAMILY, f"binary_act<{vec}, {op}>", grid, block,
+              (a, b, out, i(size // vec), i(per_channel), i(c), i(size // a.shape[0]), rt.act_code(act)))
+
+
 def add(a, b, out, act=None):
-    _add_act(a, b, out, act)
+    if b.shape == a.shape:
+        _add_act(a, b, out, act)
+    else:
+        _binary(a, b, out, act, 0)
+
+
+def mul(a, b, out, act=None):
+    _binary(a, b, out, act, 1)
 
 
 def activation(x, out, act):

@@ -37,12 +37,14 @@ class HostArray(np.ndarray):
 
 
 def _host(a):
-    return np.ascontiguousarray(a, np.float32).view(HostArray)
+    """float32, except integer arrays (index arrays), which keep their type as cupy.asarray does."""
+    a = np.asarray(a)
+    return np.ascontiguousarray(a, a.dtype if a.dtype.kind in "iu" else np.float32).view(HostArray)
 
 
 _null_stream = SimpleNamespace(synchronize=lambda: None)
 fake_cupy = SimpleNamespace(
-    asarray=lambda a, dtype=np.float32: _host(np.asarray(a, dtype)),
+    asarray=lambda a, dtype=None: _host(np.asarray(a, dtype)),
     empty=lambda shape, dtype=np.float32: np.empty(shape, dtype).view(HostArray),
     full=lambda shape, v, dtype=np.float32: np.full(shape, v, dtype).view(HostArray),
     empty_like=lambda a: np.empty_like(np.asarray(a)).view(HostArray),

@@ -29,12 +29,17 @@ from kernels.gpu import (
     add,
     avg_pool2d,
     channel_affine,
+    channel_gather,
     concat,
     conv,
+    crop,
     depthwise_conv2d,
     global_avg_pool,
     global_max_pool,
+    layer_norm,
+    lrn,
     max_pool2d,
+    mul,
     pack_depthwise,
     softmax,
     unavailable_reason,
@@ -46,7 +51,8 @@ from kernels.gpu.dense import pack_dense as _pack_fp32_dense
 __all__ = [  # the op contract (conv2d/dense here, the rest kernels.gpu's own); xp via __getattr__
     "pack_conv2d", "conv2d", "pack_depthwise", "depthwise_conv2d", "pack_dense", "dense",
     "max_pool2d", "avg_pool2d", "global_avg_pool", "global_max_pool",
-    "add", "activation", "channel_affine", "softmax", "concat", "zero_pad", "unavailable_reason",
+    "add", "activation", "channel_affine", "softmax", "concat", "zero_pad", "mul", "layer_norm", "lrn",
+    "channel_gather", "crop", "unavailable_reason",
 ]
 PRECISION = "tf32"
 ERROR_BOUND = 2.0**-10 + 2.0**-22     # per product, relative to |x| |w| (see the docstring)

@@ -21,6 +21,8 @@ Pipeline (``optimize``):
     fuse_input_activation  a ReLU / ReLU6 whose only reader is a depthwise_pointwise node is applied by
                      that node to its inputs as it loads them (Xception: the ReLU's input is also the
                      residual, so it cannot go into the epilogue before it)
+    fuse_channel_scale  a per-channel mul (squeeze-excite's gate) whose only reader is a 1x1 stride-1
+                     conv becomes one scaled_conv2d node (the CPU kernel scales the weights, not the map)
 Concatenation without copies is planned by ``nets.runtime.planner`` (producers write into channel slices).
 """
 
@@ -263,6 +265,26 @@ def fuse_input_activation(g: Graph) -> Graph:
     return g
 
 
+def fuse_channel_scale(g: Graph) -> Graph:
+    """mul(x, s) with s one value per sample and channel (squeeze-excite's gate), no activation, read
+    only by a 1x1 / stride-1 / unpadded / ungrouped conv2d as its input -> that conv becomes a
+    scaled_conv2d node on [x, s (, residual)], the mul listed as fused into it."""
+    for conv in [n for n in g.nodes if n.op == "conv2d"]:
+        a = conv.attrs
+        if (tuple(a["kernel_size"]) != (1, 1) or tuple(a["strides"]) != (1, 1) or tuple(a["pad"]) != (0, 0, 0, 0)
+                or a.get("groups", 1) != 1):
+            continue
+        mul = g.producer(conv.inputs[0])
+        if (mul is None or mul.op != "mul" or mul.attrs.get("act") is not None
+                or g.shapes[mul.inputs[1]] == g.shapes[mul.inputs[0]] or _sole_consumer(g, mul.output) is not conv):
+            continue
+        conv.op = "scaled_conv2d"
+        conv.inputs = list(mul.inputs) + conv.inputs[1:]
+        conv.fused[:0] = [mul.name] + mul.fused
+        g.nodes.remove(mul)
+    return g
+
+
 def check_weights(g: Graph):
     missing = [n.name for n in g.nodes for k in n.weight_shapes if n.weights.get(k) is None]
     if missing:
@@ -284,5 +306,6 @@ def optimize(graph: Graph, fuse: bool = True) -> Graph:
     if fuse:
         fuse_depthwise_pointwise(g)
         fuse_input_activation(g)
+        fuse_channel_scale(g)
     g.validate()
     return g

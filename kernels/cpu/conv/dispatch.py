@@ -11,7 +11,7 @@ import numba
 import numpy as np
 
 from kernels import aligned_zeros, conv_output_size, current_workspace
-from kernels.cpu.common import NO_RESIDUAL, epilogue_code
+from kernels.cpu.common import CLAMP_ACTIVATIONS, NO_RESIDUAL, epilogue_code
 from kernels.cpu.conv import winograd as wino
 from kernels.cpu.conv.drivers import conv_tiles_parallel, conv_tiles_serial
 from kernels.cpu.conv.geometry import ConvGeom, WinogradGeom
@@ -137,7 +137,7 @@ def conv2d(x, packed, out, stride, pad, act=None, residual=None, out_c0=0):
     # panel is reused by all tiles of a work item from L2 (partial sums go through ``out``)
     rows_per_pass = 1 if kh > 1 and packed.panel_bytes > ROW_PASS_BYTES else kh
     out2 = out.reshape(pixels, out.shape[-1])
-    stream = int(rows_per_pass == kh and streams_output(out2, pixels * cout, out_c0))
+    stream = int(rows_per_pass == kh and streams_output(out2, pixels * cout, out_c0, act))
     # passed as a plain tuple: Numba types a named-tuple argument on a slower path (~1.3 us a call);
     # the compiled driver reads it as a ConvGeom again
     geom = tuple(ConvGeom(out_hw=oh * ow, out_w=ow, stride_h=sh, stride_w=sw, image_len=hp * wp * cin,
@@ -157,12 +157,12 @@ def conv2d(x, packed, out, stride, pad, act=None, residual=None, out_c0=0):
     fn(*args)
 
 
-def streams_output(out2, floats, out_c0):
+def streams_output(out2, floats, out_c0, act=None):
     """Whether the 6x64 tiles store this output non-temporally: when it is large enough to leave
-    the caches anyway, and every full block's row start is 64-byte aligned (``stream16`` faults on
-    anything else)."""
+    the caches anyway, every full block's row start is 64-byte aligned (``stream16`` faults on
+    anything else), and the activation is a clamp (a smooth one is applied to the stored rows)."""
     return (4 * floats >= STREAM_BYTES and out2.ctypes.data % 64 == 0 and out2.shape[1] % 16 == 0
-            and int(out_c0) % 16 == 0)
+            and int(out_c0) % 16 == 0 and act in CLAMP_ACTIVATIONS)
 
 
 def use_winograd(packed, stride, oh, ow, pixels):

@@ -5,6 +5,7 @@ Channel blocks [0, nfull) are 64 wide and run the 6x64 tile (``tile.py``); a las
 the full blocks packed [nfull, kh, kw * cin, 64], then the narrow one [kh, kw * cin, rw].
 """
 
+import numpy as np
 from numba import njit, prange
 
 from kernels.cpu.common import JIT, PJIT
@@ -24,10 +25,15 @@ def _tile_blocks(nmt, nb, threads):
     return nmb
 
 
-@njit(inline="always", **JIT)
+@njit(**JIT)
 def work_item(xr, wr, br, outr, resr, ostride, g, act, has_res, nfull, rw, cb, lo, hi):
-    """Channel block cb over 6-pixel tiles [lo, hi) of geometry ``g`` (a ``ConvGeom``), whichever
-    tile its width and pixel count take. Also the 1x1 half of ``depthwise_pointwise``."""
+    """Channel block cb over 6-pixel tiles [lo, hi) of geometry ``g`` (a ``ConvGeom`` of int64s),
+    whichever tile its width and pixel count take. Also the 1x1 half of ``depthwise_pointwise``.
+
+    A call, not inlined: the serial and parallel drivers and the fused layer share one compiled
+    copy of the tiles (inlined into each prange body, the parfor passes over it and its second
+    compile as the outlined loop body had cost most of a cold start's compile time). A call per
+    work item (a block of up to MC tiles) costs nothing measurable."""
     pixels = g.pixels
     if cb == nfull:
         narrow_item(xr, wr, br, outr, resr, ostride, g, act, has_res, nfull * g.kh * g.k_len * NR, rw,
@@ -53,7 +59,7 @@ def conv_tiles_parallel(xf, wf, nfull, rw, bias, out2, res2, geom, act, has_res,
     ostride = out2.shape[1]
     xr, wr, br, outr, resr = raw_view(xf, 0), raw_view(wf, 0), raw_view(bias, 0), raw_view(out2, 0), raw_view(res2, 0)
     for t in prange(nmb * nb):
-        mb = t // nb
+        mb = np.int64(t) // nb      # int64 as in the serial driver: one work_item specialisation
         cb = t - mb * nb
         work_item(xr, wr, br, outr, resr, ostride, g, act, has_res, nfull, rw, cb, mb * nmt // nmb,
                   (mb + 1) * nmt // nmb)

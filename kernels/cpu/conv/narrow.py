@@ -19,7 +19,7 @@ work items never overlap).
 import numpy as np
 from numba import njit, types
 
-from kernels.cpu.common import JIT, act_bounds
+from kernels.cpu.common import JIT, act_bounds, act_rows, is_smooth
 from kernels.cpu.conv.tile import next_pixel
 from kernels.cpu.stack import raw_view, stack_tile
 
@@ -70,6 +70,8 @@ def _narrow_epilogue(acc, rows, bias, out, res, ostride, m0, last, g, act, has_r
             else:
                 for c in range(nc):
                     orow[c] = min(max(acc[p, c] + bias_b[c], lo), hi)
+    if is_smooth(act):          # (after the clamp, which clamps nothing then: see common.py)
+        act_rows(out, m0 * ostride + c0 + n0, ostride, min(rows, last - m0 + 1), nc, act)
 
 
 # The 12x32 tile is written out pixel by pixel, like the 6x64 one: with the loop over pixels outside

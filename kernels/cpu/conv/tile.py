@@ -30,7 +30,7 @@ Three things cost more than the FMAs until they were found (timings in bench/RES
 import numpy as np
 from numba import njit
 
-from kernels.cpu.common import JIT, act_bounds
+from kernels.cpu.common import JIT, act_bounds, act_rows, is_smooth
 from kernels.cpu.stack import prefetch, raw_view, stack_tile, store_fence, stream16
 
 MR = 6      # output pixels per tile (24 accumulators + 4 weight vectors + broadcasts fit 32 zmm)
@@ -173,6 +173,8 @@ def _tile(xf, wf, bias, out, res, ostride, m0, cb, g, act, has_res, i0, i1, pf, 
 @njit(inline="always", **JIT)
 def _epilogue(acc, rows, bias, out, res, ostride, m0, last, n0, nc, c0, cout, act, has_res, stream):
     """out[m, c0 + n0 + c] = act(acc + bias (+ residual)) for the tile's valid pixels and channels.
+A clamp activation (None, relu, relu6) is the clamp of the store loop; any other is applied by
+``act_rows`` over the rows just stored (in L1), which costs the relu path one compare per tile.
 
     The output and residual rows are slices of the (raw) flat arrays, not ``raw_view``s: with raw
     views here, 1x1 layers whose outputs and residuals miss the cache (ResNet50 at batch 8) ran
@@ -180,8 +182,8 @@ def _epilogue(acc, rows, bias, out, res, ostride, m0, last, n0, nc, c0, cout, ac
     meminfo (no atomics) are what differs.
 
     ``stream`` (``ConvGeom.stream``, set by ``dispatch.streams_output`` for outputs of >= 8 MB with
-    aligned rows): full 64-channel rows are finished in the tile and written with non-temporal
-    stores. A normal store first reads the line it writes (read-for-ownership); outputs that fit
+    aligned rows and a clamp activation): full 64-channel rows are finished in the tile and written
+    with non-temporal stores. A normal store first reads the line it writes (read-for-ownership); outputs that fit
     L3 are read back from it by the next layer, so they keep plain stores."""
     lo, hi = act_bounds(act)
     bias_b = raw_view(bias, n0)
@@ -216,6 +218,8 @@ def _epilogue(acc, rows, bias, out, res, ostride, m0, last, n0, nc, c0, cout, ac
             else:
                 for c in range(nc):
                     orow[c] = min(max(acc[p, c] + bias_b[c], lo), hi)
+    if is_smooth(act):
+        act_rows(out, m0 * ostride + c0 + n0, ostride, min(rows, last - m0 + 1), nc, act)
 
 
 _row_tile = stack_tile(1, NR)

@@ -35,7 +35,7 @@ import numpy as np
 from numba import njit, prange
 
 from kernels import aligned_copy, aligned_zeros
-from kernels.cpu.common import JIT, PJIT, act_bounds
+from kernels.cpu.common import JIT, PJIT, act_bounds, act_rows, is_smooth
 from kernels.cpu.conv.geometry import WinogradGeom
 from kernels.cpu.conv.tile import MR, NR, register_tile
 from kernels.cpu.stack import raw_view
@@ -62,7 +62,7 @@ def transform_weights(kernel):
     return aligned_copy(padded.reshape(POINTS, cin, nb, NR).transpose(2, 0, 1, 3))
 
 
-@njit(inline="always", **JIT)
+@njit(**JIT)
 def _input_transform(xp, v, tmp, t0, r0, r1, th, tw):
     """V[p, r, :] = (B^T d B)[p] for the 6x6 patch of tile t0 + r, r in r0 .. r1-1. Rows are flat
     ``raw_view``s (72 reference-counted slices per tile otherwise)."""
@@ -186,8 +186,9 @@ def _gemm_tile(a, ao, lda, w, wo, kdim, mo, moff):
 
 @njit(inline="always", **JIT)
 def _output_transform(m, s, out, res, bias, t0, count, cb, g, act, has_res):
-    """Y = A^T M A for tiles t0 .. t0 + count - 1, + bias (+ residual), activation, valid pixels
-    only. Rows are flat ``raw_view``s (no reference counting per row)."""
+    """Y = A^T M A for tiles t0 .. t0 + count - 1, + bias (+ residual), activation (a clamp in the store
+    loop, any other by ``act_rows`` after it), valid pixels only. Rows are flat ``raw_view``s (no
+    reference counting per row)."""
     tw, oh, ow, cout, c0 = g.tiles_w, g.oh, g.ow, g.cout, g.out_c0
     tiles_img = g.tiles_h * tw
     n0 = cb * NR
@@ -263,11 +264,16 @@ def _output_transform(m, s, out, res, bias, t0, count, cb, g, act, has_res):
                 else:
                     for c in range(nc):
                         orow[c] = min(max(yr[c], lo), hi)
+        if is_smooth(act):          # a smooth activation over each output row of the tile, in L1
+            for a in range(na):
+                act_rows(of, ((n * oh + y0 + a) * ow + x0) * ostride + c0 + n0, ostride, min(TILE, ow - x0), nc, act)
 
 
-@njit(inline="always", **JIT)
+@njit(**JIT)
 def _block_item(xp, u, bias, out, res, g, act, has_res, item, v, m, tmp, s, vall):
-    """Work item ``item``: one tile block x one group of output-channel blocks."""
+    """Work item ``item``: one tile block x one group of output-channel blocks. A call (as is
+    ``_input_transform``), not inlined into the prange bodies: parfor passes over inlined bodies
+    took most of a cold start's compile time."""
     ng = g.groups
     nb = u.shape[0]
     mb = item // ng
@@ -275,7 +281,7 @@ def _block_item(xp, u, bias, out, res, g, act, has_res, item, v, m, tmp, s, vall
     t0, count = block_range(mb, g.n_tiles, g.n_blocks)
     shared = ng > 1
     if not shared:
-        _input_transform(xp, v, tmp, t0, 0, count, g.tiles_h, g.tiles_w)
+        _input_transform(xp, v, tmp, t0, np.int64(0), count, g.tiles_h, g.tiles_w)
     per = (nb + ng - 1) // ng
     cin = v.shape[2]
     tb = v.shape[1]
@@ -310,7 +316,7 @@ def winograd_conv(xp, u, bias, out, res, geom, act, has_res, vs, ms, tmps, ss, v
         th, tw = g.tiles_h, g.tiles_w
         for t in prange(g.n_tiles):
             tid = numba.get_thread_id()
-            _input_transform(xp, vall, tmps[tid], 0, t, t + 1, th, tw)
+            _input_transform(xp, vall, tmps[tid], np.int64(0), t, t + 1, th, tw)
     for item in prange(n_items):
         tid = numba.get_thread_id()
         _block_item(xp, u, bias, out, res, g, act, has_res, item, vs[tid], ms[tid], tmps[tid], ss[tid], vall)

@@ -117,6 +117,6 @@ def node_macs(node, in_shapes, out_shape) -> int:
 
 
 # the families register their ops on import
-from nets.graph.ops import conv, dense, elementwise, layout, pool  # noqa: E402,F401
+from nets.graph.ops import conv, dense, elementwise, layout, pool, scaled_conv  # noqa: E402,F401
 
 __all__ = ["OpDef", "Call", "Kernel", "Moments", "REGISTRY", "register", "get", "infer_shape", "node_macs"]
