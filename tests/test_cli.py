@@ -79,3 +79,62 @@ def test_unreadable_image_and_weights(capsys, tmp_path):
     assert code == 1 and "cat.jpg" in err and "could not be read" in err
     code, _, err = run_cli(capsys, "run", "mobilenet", "--weights", str(bad))
     assert code == 1 and "cat.jpg" in err
+
+
+def test_warmup_compiles_runs_and_says_where_the_cache_is(capsys):
+    import kernels.cpu.cache as cache
+
+    code, out, _ = run_cli(capsys, "warmup", "mobilenet", "--quiet", "--threads", "1")
+    assert code == 0
+    assert "mobilenet" in out and "ready in" in out
+    assert cache.cache_dir() in out and "NUMBA_CACHE_DIR" in out
+    n, size = cache.cache_files()
+    assert n > 0 and size > 0 and f"{n} compiled kernels cached" in out
+    assert not cache.is_cold()          # this process ran the 1x1 kernels: their index is on disk
+
+
+def test_an_empty_kernel_cache_is_detected_and_announced(tmp_path):
+    import subprocess
+    import sys
+
+    # a fresh process with an empty NUMBA_CACHE_DIR: no kernel compiled yet
+    code = "from kernels.cpu import cache; print(cache.is_cold(), cache.cache_dir())"
+    env = dict(__import__("os").environ, NUMBA_CACHE_DIR=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    cold, where = out.split()
+    assert cold == "True" and where.startswith(str(tmp_path))
+
+
+def test_run_announces_compilation_on_a_cold_cache(capsys, monkeypatch):
+    import kernels.cpu.cache as cache
+
+    monkeypatch.setattr(cache, "is_cold", lambda: True)
+    code, out, _ = run_cli(capsys, "run", "mobilenet", "--repeat", "1", "--warmup", "0", "--threads", "1")
+    assert code == 0
+    line = [ln for ln in out.splitlines() if "empty kernel cache" in ln]
+    assert len(line) == 1 and cache.cache_dir() in line[0] and "nets warmup" in line[0]
+    monkeypatch.setattr(cache, "is_cold", lambda: False)
+    code, out, _ = run_cli(capsys, "run", "mobilenet", "--repeat", "1", "--warmup", "0", "--threads", "1")
+    assert "empty kernel cache" not in out
+
+
+def test_ctrl_c_ends_a_run_with_one_line_and_status_130():
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "nets.cli.main", "run", "mobilenet", "--threads", "1",
+                             "--repeat", "100000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:        # the header is printed before the first inference
+            if line.startswith("input"):
+                break
+        time.sleep(2.0)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=600)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == "nets: interrupted"

@@ -154,3 +154,22 @@ def test_load_and_drop_50_times_frees_the_model():
     assert all(r() is None for r in refs)
     grown = rss_bytes() - base
     assert grown < 16 << 20, f"resident memory grew by {grown / 2**20:.1f} MiB over 50 loads"
+
+
+def _gpu_reason():
+    from kernels.gpu import unavailable_reason
+
+    return unavailable_reason()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(_gpu_reason() is not None, reason=f"no usable CUDA device: {_gpu_reason()}")
+def test_gpu_model_concurrent_calls_equal_lone_calls():
+    """Each concurrent caller of a GPU model leases its own runner (stream, arena, CUDA graph): rows
+    equal those of lone calls on the same model."""
+    model = nets.load("mobilenet", input_shape=SHAPE, alpha=0.25, classifier_activation=None, device="gpu",
+                      max_concurrency=4)
+    pool = samples(12)
+    want = lone_rows(model, pool)
+    wrong, errors = hammer(model, pool, want, calls=25, workers=4, max_batch=5)
+    assert errors == [] and wrong == 0

@@ -1,11 +1,12 @@
-"""The ``nets`` command line: ``run``, ``summary``, ``profile``, ``compare``, ``peaks``, ``export``, ``classify``."""
+"""The ``nets`` command line: ``run``, ``summary``, ``profile``, ``compare``, ``peaks``, ``export``, ``classify``,
+``warmup``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from nets.cli import classify, export, profile, run
+from nets.cli import classify, export, profile, run, warmup
 from nets.errors import KernelnetsError
 
 EPILOG = """\
@@ -14,6 +15,7 @@ examples:
   nets run resnet50 --weights resnet50_weights_tf_dim_ordering_tf_kernels.h5 --image cat.jpg
   nets run mobilenet --batch 8 --threads 2 --repeat 50
   nets summary inception_v3
+  nets warmup                                         compile the kernels of the six networks ahead
 
 Weights are the .h5 files keras.applications downloads (~/.keras/models/). Without --weights the
 network gets deterministic seeded weights: it runs at full speed but its predictions mean nothing.
@@ -27,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "hand-written kernels, without a deep-learning framework.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (run, profile, export, classify):
+    for module in (run, profile, export, classify, warmup):
         module.register(sub)
     return p
 

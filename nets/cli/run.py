@@ -23,6 +23,17 @@ def memory_lines(model) -> list[str]:
             f"{mib(m['budget'])})", f"Arenas: {arenas}"]
 
 
+def cold_cache_notice(name: str) -> None:
+    """One line when the CPU kernel cache is empty: the first run compiles, and roughly for how long."""
+    from kernels.cpu import cache
+    from nets.tools.warmup import expected_compile_seconds
+
+    if cache.is_cold():
+        print(f"note     empty kernel cache (first start here): compiling the CPU kernels {name} uses, about "
+              f"{expected_compile_seconds(name)}; they are cached in {cache.cache_dir()} for every later start "
+              "(`nets warmup` compiles ahead)")
+
+
 def cmd_summary(args) -> int:
     model = load_from_args(args, device=args.device)
     print(model.summary())
@@ -66,6 +77,8 @@ def cmd_run(args) -> int:
         print("note     weights are untrained (seeded): the classes below are meaningless; "
               "pass --weights FILE for real predictions")
 
+    if device == "cpu":
+        cold_cache_notice(model.name)
     t0 = time.perf_counter()
     with model.lease(n) as runner:
         if device == "gpu":
