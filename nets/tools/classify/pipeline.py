@@ -12,6 +12,7 @@ the last included, is padded to ``batch`` images so the model keeps the one aren
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +29,18 @@ DEPTH = 2               # batches decoded ahead of the one the model runs
 
 def decode_threads_default() -> int:
     return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+
+
+def _yield_to_the_model():
+    """Run this decode thread at a lower priority (Linux: per-thread nice +10). The model's kernels use
+    every core; a decode thread that takes a core from one of their workers stalls the whole parallel
+    region (a static split waits for its slowest thread), while at low priority it runs in the gaps
+    between them (serial layers, the end of each region)."""
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + 10))
+    except (AttributeError, OSError):
+        pass
 
 
 def unreadable(path: str, recursive_hint: bool = True) -> str | None:
@@ -52,7 +65,8 @@ class BatchPipeline:
             raise InputError(f"batch must be >= 1, got {batch}")
         self.classifier, self.batch, self.draft, self.depth = classifier, int(batch), bool(draft), max(1, int(depth))
         self.decode_threads = decode_threads or decode_threads_default()
-        self.pool = ThreadPoolExecutor(self.decode_threads, thread_name_prefix="nets-decode")
+        self.pool = ThreadPoolExecutor(self.decode_threads, thread_name_prefix="nets-decode",
+                                       initializer=_yield_to_the_model)
         self.buffers = [np.zeros((self.batch,) + classifier.input_shape, np.float32) for _ in range(self.depth + 1)]
         self.wait_s = self.model_s = 0.0
 
