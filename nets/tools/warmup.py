@@ -22,7 +22,7 @@ COLD_SECONDS = {"vgg16": 55, "vgg19": 50, "resnet50": 52, "resnet101": 52, "resn
 def expected_compile_seconds(name: str) -> str:
     """What ``nets run`` announces on an empty cache: the measured figure for zoo networks."""
     s = COLD_SECONDS.get(str(name).lower())
-    return f"{s:.0f} s on a 2-core Zen 5" if s else "a minute or two"
+    return f"{s:.0f} s on a 2-core AMD EPYC (Zen 4)" if s else "a minute or two"
 
 
 def warm(names, threads=None, progress: bool = True, log=print) -> list[tuple[str, float]]:
