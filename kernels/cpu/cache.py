@@ -42,4 +42,4 @@ def is_cold() -> bool:
     from kernels.cpu.conv.drivers import work_item
 
     index = getattr(getattr(getattr(work_item, "_cache", None), "_cache_file", None), "_index_path", None)
-    return index is None or not os.path.exists(index)
+    return index is not None and not os.path.exists(index)      # (no index path known: cannot tell, say warm)
