@@ -56,9 +56,12 @@ _numba.config.CACHE_DIR = _versioned_cache_dir()
 # written out (register tiles, unrolled taps) and run as fast at -O2 (bench/RESULTS.md, "Cold start"),
 # while -O3 took about twice as long to compile them.
 if "NUMBA_OPT" not in _os.environ:
-    from numba.core.config import _OptLevel
-
-    _numba.config.OPT = _OptLevel(2)
+    try:
+        from numba.core.config import _OptLevel
+    except ImportError:         # a Numba without this (private) type: keep its default
+        pass
+    else:
+        _numba.config.OPT = _OptLevel(2)
 
 
 def _threadsafe_layer() -> bool:
