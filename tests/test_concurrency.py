@@ -162,8 +162,11 @@ def _gpu_reason():
     return unavailable_reason()
 
 
+GPU_REASON = _gpu_reason()
+
+
 @pytest.mark.gpu
-@pytest.mark.skipif(_gpu_reason() is not None, reason=f"no usable CUDA device: {_gpu_reason()}")
+@pytest.mark.skipif(GPU_REASON is not None, reason=f"no usable CUDA device: {GPU_REASON}")
 def test_gpu_model_concurrent_calls_equal_lone_calls():
     """Each concurrent caller of a GPU model leases its own runner (stream, arena, CUDA graph): rows
     equal those of lone calls on the same model."""
