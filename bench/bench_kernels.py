@@ -5,7 +5,7 @@
     python -m pytest bench/bench_kernels.py [-k depthwise] [--benchmark-columns=median]
 
 As a script it prints one line per case with the share of the machine's peak; ``--peak-gflops``
-and ``--peak-gbs`` default to the per-core figures measured by ``python tools/peak.py`` (FMA
+and ``--peak-gbs`` default to the per-core figures measured by ``nets peaks --table`` (FMA
 peak 255 GFLOP/s per core; read bandwidth, see docs/performance.md) times the thread count.
 Under pytest (pytest-benchmark) each case is one benchmark, checked against the reference first,
 with GB/s, GFLOP/s and % of peak in its extra_info.
@@ -38,8 +38,8 @@ dn = importlib.import_module("kernels.cpu.dense")
 ew = importlib.import_module("kernels.cpu.elementwise")
 
 F = 4  # bytes per float32
-# Per-core peaks of the project machine (Zen 5, AVX-512): FMA from docs/performance.md / tools/peak.py;
-# bandwidth is tools/peak.py's single-thread streaming read (the bound of a batch-1 dense layer).
+# Per-core peaks of the project machine (Zen 5, AVX-512): FMA from docs/performance.md / `nets peaks --table`;
+# bandwidth is that table's single-thread streaming read (the bound of a batch-1 dense layer).
 PEAK_GFLOPS_PER_CORE = 255.0
 PEAK_GBS_PER_CORE = 40.0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from nets.cli.common import arch_options, load_from_args, model_args, positive, timing_args
 from nets.tools.compare import compare, require_device
@@ -60,9 +61,16 @@ def cmd_compare(args) -> int:
 def cmd_peaks(args) -> int:
     import json
 
-    from nets.tools.peaks import peaks, peaks_text
+    from nets.tools.peaks import bandwidth_table, bandwidth_text, peaks, peaks_text
 
     require_device(args.device)
+    if args.table:
+        if args.device != "cpu":
+            print("nets peaks: error: --table measures the CPU; drop --device gpu", file=sys.stderr)
+            return 2
+        rows = bandwidth_table(args.threads, mib=args.mib)
+        print(json.dumps(rows, indent=1) if args.json else bandwidth_text(rows))
+        return 0
     p = peaks(args.device, force=args.force)
     print(json.dumps(p, indent=1) if args.json else peaks_text(p))
     return 0
@@ -114,4 +122,10 @@ def register(sub):
     k.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     k.add_argument("--force", action="store_true", help="measure again even when cached")
     k.add_argument("--json", action="store_true", help="print JSON")
+    k.add_argument("--table", action="store_true",
+                   help="print FMA GFLOP/s and read / copy / triad GB/s on one and all cores (STREAM-style, "
+                        "not cached; run it when the machine is otherwise idle)")
+    k.add_argument("--threads", type=positive, metavar="N", help="all-core thread count for --table (default: all)")
+    k.add_argument("--mib", type=positive, default=256, metavar="MIB",
+                   help="size of each --table array in MiB (default 256: far past the caches)")
     k.set_defaults(fn=cmd_peaks)

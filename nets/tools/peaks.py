@@ -8,11 +8,13 @@ measurement, not a datasheet figure.
   in a stack buffer so LLVM keeps them in registers. 1 FMA = 2 FLOPs.
 - Bandwidth: a STREAM triad ``a = b + s * c`` over three arrays far larger than the caches (DRAM),
   and over three arrays that fit in L2 (the cache ceiling of the roofline). STREAM's convention:
-  12 bytes per element (no write-allocate traffic counted).
+  12 bytes per element (no write-allocate traffic counted); and a streaming read ``s += a[i]``
+  (4 bytes per element), the bound of a batch-1 dense layer reading its weights.
 
 Results are cached as JSON under ``~/.cache/kernelnets/`` (``$KERNELNETS_CACHE`` overrides), one
-file per CPU model and core count (or per GPU name); ``measure(force=True)`` / ``nets peaks --force``
-measures again.
+file per CPU model and core count (or per GPU name); ``peaks(force=True)`` / ``nets peaks --force``
+measures again. ``bandwidth_table`` / ``nets peaks --table`` prints read, copy and triad on one and
+all cores from larger arrays (STREAM's table; what bench/ quotes), not cached.
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from numba import njit, types
-from numba.core import cgutils
-from numba.extending import intrinsic
+from numba import njit
+
+from kernels.cpu.stack import stack_tile
 
 LANES = 16                 # floats per zmm register
 CHAINS = 24                # independent accumulator vectors per thread
@@ -36,26 +38,12 @@ DRAM_FLOATS = 24 * 2**20   # 96 MiB per array: far past any L3 slice
 L2_FLOATS = 16 * 2**10     # 64 KiB per array: three of them fit a 1 MiB L2
 
 
-@intrinsic
-def _stack_vector(typingctx):
-    """A (CHAINS * LANES,) float32 array on the stack, so the accumulators can live in registers."""
-    arrty = types.Array(types.float32, 1, "C")
-
-    def codegen(context, builder, sig, args):
-        ary = context.make_array(arrty)(context, builder)
-        ptr = cgutils.alloca_once(builder, context.get_value_type(types.float32), size=CHAINS * LANES)
-        ptr.align = 64
-        size = context.get_constant(types.intp, CHAINS * LANES)
-        context.populate_array(ary, data=ptr, shape=[size], strides=[context.get_constant(types.intp, 4)],
-                               itemsize=context.get_constant(types.intp, 4), meminfo=None)
-        return ary._getvalue()
-
-    return arrty(), codegen
+_chain_tile = stack_tile(1, CHAINS * LANES)   # the accumulators: a stack buffer LLVM keeps in zmm registers
 
 
 @njit(fastmath=True, cache=True, nogil=True)
 def _fma_chains(iters, seed):
-    acc = _stack_vector()
+    acc = _chain_tile()[0]         # one flat row: LLVM keeps a (CHAINS, LANES) 2-D loop nest in memory
     for j in range(CHAINS * LANES):
         acc[j] = seed + np.float32(j) * np.float32(1e-6)
     m = np.float32(0.999999)
@@ -74,6 +62,20 @@ def _triad(a, b, c, s, reps):
     for _ in range(reps):
         for i in range(a.shape[0]):
             a[i] = b[i] + s * c[i]
+
+
+@njit(fastmath=True, cache=True, nogil=True)
+def _read(a):
+    s = np.float32(0.0)
+    for i in range(a.shape[0]):
+        s += a[i]
+    return s
+
+
+@njit(fastmath=True, cache=True, nogil=True)
+def _copy(a, c):
+    for i in range(a.shape[0]):
+        c[i] = a[i]
 
 
 def _on_threads(pool, n, fn):
@@ -138,16 +140,62 @@ def measure_cpu(threads: int | None = None, repeat: int = 30) -> dict:
         dram1 = 12.0 * DRAM_FLOATS / _best(lambda: _triad(a, b, c, s, 1), slow) / 1e9
         dram_all = 12.0 * DRAM_FLOATS / min(_on_threads(pool, len(parts), lambda i: _triad(*parts[i], s, 1))
                                             for _ in range(slow)) / 1e9
+        read1 = 4.0 * DRAM_FLOATS / _best(lambda: _read(b), slow) / 1e9
+        read_all = 4.0 * DRAM_FLOATS / min(_on_threads(pool, len(parts), lambda i: _read(parts[i][1]))
+                                           for _ in range(slow)) / 1e9
         l2 = 12.0 * L2_FLOATS * reps / _best(lambda: _triad(la, lb, lc, s, reps), slow) / 1e9
     return {
         "kind": "cpu", "name": cpu_name(), "cores": cores, "threads_measured": threads,
         "fma_gflops_1": round(fma1, 1), "fma_gflops_all": round(fma_all, 1),
         "dram_gbs_1": round(dram1, 1), "dram_gbs_all": round(dram_all, 1), "l2_gbs_1": round(l2, 1),
+        "read_gbs_1": round(read1, 1), "read_gbs_all": round(read_all, 1),
         "method": f"FMA: {CHAINS} chains x {LANES} lanes x {FMA_ITERS} iterations per thread, best of {repeat}; "
                   f"triad a=b+s*c, {DRAM_FLOATS * 4 >> 20} MiB arrays (DRAM) and {L2_FLOATS * 4 >> 10} KiB "
-                  "arrays (L2), 12 bytes/element",
+                  "arrays (L2), 12 bytes/element; read s+=a[i] (DRAM), 4 bytes/element",
         "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"), "load_average": _loadavg(),
     }
+
+
+def bandwidth_table(threads: int | None = None, mib: int = 256, passes: int = 5, repeat: int = 10) -> list[dict]:
+    """FMA GFLOP/s and STREAM-style DRAM bandwidth on one thread and on ``threads`` (default: all cores),
+    one dict per thread count: ``read`` (s += a[i], 4 bytes/element: what a batch-1 dense layer does
+    with its weights), ``copy`` (c[i] = a[i], 8) and ``triad`` (a[i] = b[i] + s*c[i], 12; STREAM does
+    not count write-allocate traffic). Arrays of ``mib`` MiB each; the best of ``passes`` passes
+    (STREAM reports the best). Not cached: ``nets peaks --table`` prints it."""
+    threads = cpu_cores() if threads is None else threads
+    n = mib * 2**20 // 4
+    a, b, c = (np.full(n, v, np.float32) for v in (0.0, 1.0, 2.0))
+    _fma_chains(10, np.float32(0))                  # compile (or load) the probes before timing them
+    _read(a[:64]), _copy(a[:64], c[:64]), _triad(a[:64], b[:64], c[:64], np.float32(0.5), 1)
+    return [_stream_row(k, a, b, c, passes, repeat) for k in sorted({1, threads})]
+
+
+def _stream_row(k, a, b, c, passes, repeat) -> dict:
+    """One row of ``bandwidth_table``: ``k`` OS threads, each on its own part of the arrays."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    n, s, seed = a.shape[0], np.float32(0.5), np.float32(0)
+    cuts = np.linspace(0, n, k + 1).astype(int)
+    parts = [(a[lo:hi], b[lo:hi], c[lo:hi]) for lo, hi in zip(cuts[:-1], cuts[1:])]
+    flop = 2.0 * FMA_ITERS * CHAINS * LANES
+    with ThreadPoolExecutor(k) as pool:
+        def best(fn, times=passes):
+            return min(_on_threads(pool, k, fn) for _ in range(times))
+
+        g = k * flop / best(lambda i: _fma_chains(FMA_ITERS, seed), repeat)
+        read = 4.0 * n / best(lambda i: _read(parts[i][1]))
+        copy = 8.0 * n / best(lambda i: _copy(parts[i][1], parts[i][2]))
+        triad = 12.0 * n / best(lambda i: _triad(*parts[i], s, 1))
+    return {"threads": k, "fma_gflops": round(g / 1e9, 1), "read_gbs": round(read / 1e9, 1),
+            "copy_gbs": round(copy / 1e9, 1), "triad_gbs": round(triad / 1e9, 1)}
+
+
+def bandwidth_text(rows: list[dict]) -> str:
+    lines = [f"# {cpu_name()}, {cpu_cores()} cores, load average {_loadavg()}",
+             f"{'threads':>7s} {'FMA GFLOP/s':>12s} {'read GB/s':>10s} {'copy GB/s':>10s} {'triad GB/s':>11s}"]
+    lines += [f"{r['threads']:7d} {r['fma_gflops']:12.1f} {r['read_gbs']:10.1f} {r['copy_gbs']:10.1f} "
+              f"{r['triad_gbs']:11.1f}" for r in rows]
+    return "\n".join(lines)
 
 
 def measure_gpu(repeat: int = 5) -> dict:
@@ -268,6 +316,8 @@ def peaks_text(p: dict) -> str:
                   f"FMA peak   {p['fma_gflops_1']:.1f} GFLOP/s on one core, {p['fma_gflops_all']:.1f} on all",
                   f"DRAM       {p['dram_gbs_1']:.1f} GB/s on one core, {p['dram_gbs_all']:.1f} on all (triad)",
                   f"L2         {p['l2_gbs_1']:.1f} GB/s on one core (triad)",
+                  *([f"read       {p['read_gbs_1']:.1f} GB/s on one core, {p['read_gbs_all']:.1f} on all (DRAM)"]
+                    if "read_gbs_1" in p else []),
                   f"ridge      {p['fma_gflops_all'] / p['dram_gbs_all']:.1f} FLOP/byte (all cores, DRAM)"]
     else:
         lines += [f"FMA peak   {p['fma_gflops_all']:.1f} GFLOP/s", f"memory     {p['dram_gbs_all']:.1f} GB/s"]
