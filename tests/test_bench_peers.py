@@ -30,3 +30,38 @@ def test_ours_ort_and_openvino_agree_and_are_timed():
     assert row["ort_rel_err"] < 1e-4 and row["ov_rel_err"] < 1e-4
     assert row["ratio"] == row["ours_ms"] / row["ort_ms"] and row["ratio_ov"] == row["ours_ms"] / row["ov_ms"]
     assert row["ratio_best"] == max(row["ratio"], row["ratio_ov"])
+
+
+def load_script(name):
+    path = pathlib.Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_per_layer_comparison_attributes_every_peer_node_to_our_kernels(tmp_path):
+    bench = load_script("compare_layers")
+    g = fill_weights(toy_graph(top=True), seed=5)
+    model = Model(g, threads=1)
+    x = np.random.default_rng(1).normal(size=(2,) + model.input_shape).astype(np.float32)
+    res = bench.compare_model(model, x, threads=1, repeat=3)
+    rows = res["rows"]
+    # a layer is run by at most one of our kernels (passes may split one: "sep" -> "sep/depthwise" + "sep")
+    owned = [name for r in rows for name in r["layers"]]
+    assert len(owned) == len(set(owned))
+    assert {name.split("/")[0] for name in owned} <= {n.name for n in g.nodes}
+    for key in ("ort_ms", "ov_ms"):
+        assert sum(len(r[key + "_nodes"]) for r in rows) > 0
+        # peers run each compute layer: every conv / dense kernel of ours got time from both peers
+        for r in rows:
+            if r["op"] in ("conv2d", "dense", "depthwise_conv2d"):
+                assert r[key + "_nodes"] and r[key] > 0, (key, r["layer"])
+    for r in rows:
+        if r["best_ms"] is not None:
+            assert r["excess_ms"] == r["ours_ms"] - r["best_ms"] and r["best_ms"] == min(
+                r[k] for k in ("ort_ms", "ov_ms") if r[k + "_nodes"])
+    text = bench.table(res, top=0, markdown=True)
+    assert text.count("\n| ") >= len(rows) and "sum of kernels" in text
+    bench.write_csv(res, tmp_path / "rows.csv")
+    assert len((tmp_path / "rows.csv").read_text().splitlines()) == len(rows) + 1
