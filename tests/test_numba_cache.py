@@ -12,8 +12,10 @@ import kernels.cpu
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def source_digest():
-    """sha1 over every .py file below kernels/cpu, by relative path ('conv/tile.py'): name, then contents."""
+def source_digest(opt=None):
+    """sha1 over every .py file below kernels/cpu, by relative path ('conv/tile.py'): name, then contents;
+    then the LLVM optimisation level (this process's, set by kernels.cpu, unless ``opt``)."""
+    import numba
     here = os.path.dirname(os.path.abspath(kernels.cpu.__file__))
     files = sorted(os.path.relpath(os.path.join(root, f), here).split(os.sep)
                    for root, _, names in os.walk(here) if "__pycache__" not in root for f in names if f.endswith(".py"))
@@ -23,6 +25,9 @@ def source_digest():
         digest.update("/".join(parts).encode())
         with open(os.path.join(here, *parts), "rb") as f:
             digest.update(f.read())
+    level = numba.config.OPT if opt is None else numba.core.config._OptLevel(opt)
+    unroll = kernels.cpu.UNROLL_THRESHOLD if opt is None else (300 if opt == 2 else None)
+    digest.update(f"opt={level} unroll={unroll}".encode())
     return digest.hexdigest()[:12]
 
 
@@ -32,6 +37,18 @@ def test_cache_folder_is_keyed_by_the_sources_under_the_users_cache_dir(tmp_path
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=str(tmp_path), capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == os.path.join(str(tmp_path), "numba-" + source_digest())
+
+
+def test_the_llvm_optimisation_level_selects_another_folder(tmp_path):
+    # Numba's index does not record NUMBA_OPT: -O3 code must not load in a -O2 process, nor the reverse
+    code = "import kernels.cpu, numba, os; print(os.path.basename(numba.config.CACHE_DIR), int(numba.config.OPT))"
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), PYTHONPATH=ROOT)
+    env.pop("NUMBA_OPT", None)
+    run = dict(cwd=str(tmp_path), capture_output=True, text=True, check=True)
+    default = subprocess.run([sys.executable, "-c", code], env=env, **run).stdout.split()
+    o3 = subprocess.run([sys.executable, "-c", code], env=dict(env, NUMBA_OPT="3"), **run).stdout.split()
+    assert default == ["numba-" + source_digest(2), "2"]
+    assert o3 == ["numba-" + source_digest(3), "3"]
 
 
 @pytest.mark.parametrize("edited", ["conv/narrow.py", "common.py"])

@@ -1,7 +1,9 @@
 """Every CNN of keras.applications that Keras builds on the torch backend, through kernelnets: built with
 ``weights=None`` at its default input size, weights and statistics randomised (tests/keras_utils.py),
 saved with ``model.save("m.keras")``, loaded with ``nets.load``; the logits compared with Keras' forward
-pass and both timed at batch 1 on the same number of threads. Writes docs/keras_applications.md.
+pass and both timed at batch 1 on the same number of threads. Then the same model as Keras exports it
+to ONNX (``model.export(path, format="onnx")``, dynamic batch; ConvNeXt with a fixed batch, see
+FIXED_BATCH) is loaded and compared too. Writes docs/keras_applications.md.
 
     python tools/keras_coverage.py                          # the whole list (an hour or more on 2 cores)
     python tools/keras_coverage.py --only ConvNeXtTiny EfficientNetB0 --doc /tmp/some.md
@@ -18,7 +20,6 @@ import argparse
 import json
 import os
 import pathlib
-import platform
 import subprocess
 import sys
 import tempfile
@@ -43,6 +44,9 @@ MODELS = [m for family in FAMILIES.values() for m in family]
 # models that take raw [0, 255] pixels (Rescaling / Normalization inside); the others get [-1, 1]
 RAW_PIXELS = ("EfficientNet", "ConvNeXt", "MobileNetV3")
 DEFAULT_SIZE = 224          # for models whose default input size is open (MobileNetV3: (None, None, 3))
+# Keras' dynamic-batch ONNX export of LayerNormalization fails inside torch.onnx (a SymbolicValueError on
+# the Gather of the input shape): ConvNeXt is exported with a fixed batch, as a user must
+FIXED_BATCH = ("ConvNeXt",)
 TOLERANCE = 1e-4
 
 
@@ -82,32 +86,76 @@ def keras_side(name, threads, repeat, workdir):
     path = pathlib.Path(workdir) / f"{name}.keras"
     kmodel.save(path)
     row["keras_build_s"] = time.perf_counter() - t0
-    return row, x, want, path
+    return row, x, want, path, kmodel
 
 
-def run_one(name, threads, repeat, device, workdir) -> dict:
-    """One model (in this process): the Keras side, then ours on the saved file."""
+def onnx_side(name, kmodel, x, want, threads, device, workdir) -> dict:
+    """Keras' own ONNX export of the same model, loaded by us: {onnx_status, onnx_max_rel_err, ...}."""
+    import warnings
+
+    import keras
     import numpy as np
 
     import nets
 
-    row, x, want, path = keras_side(name, threads, repeat, workdir)
+    path = pathlib.Path(workdir) / f"{name}.onnx"
+    fixed = name.startswith(FIXED_BATCH)
+    out = {"onnx_batch": "fixed" if fixed else "dynamic"}
+    kw = {"input_signature": [keras.InputSpec(shape=x.shape, dtype="float32")]} if fixed else {}
+    try:
+        t = time.perf_counter()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                kmodel.export(str(path), format="onnx", verbose=False, **kw)
+        except Exception as e:          # Keras' exporter, not ours: recorded as such
+            out.update(onnx_status="export failed", onnx_error=f"Keras export: {type(e).__name__}: {str(e)[:300]}")
+            return out
+        out["onnx_export_s"] = time.perf_counter() - t
+        try:
+            ours = nets.load(str(path), device=device, **({"threads": threads} if device == "cpu" else {}))
+            got = ours(x)
+        except nets.errors.KernelnetsError as e:
+            out.update(onnx_status="refused", onnx_error=f"{type(e).__name__}: {e}")
+            return out
+        err = float(np.max(np.abs(got - want)) / np.max(np.abs(want)))
+        out.update(onnx_max_rel_err=err, onnx_status="match" if err <= TOLERANCE else "mismatch")
+        return out
+    finally:
+        for f in path.parent.glob(f"{name}.onnx*"):     # the file and any external-data file next to it
+            f.unlink(missing_ok=True)
+
+
+def keras_file_side(path, x, want, threads, repeat, device) -> dict:
+    """Ours on the saved .keras file: {status, max_rel_err, load_s, first_run_s, ours_ms, ...}."""
+    import numpy as np
+
+    import nets
+
+    out = {}
     try:
         t = time.perf_counter()
         ours = nets.load(str(path), device=device, **({"threads": threads} if device == "cpu" else {}))
-        row["load_s"] = time.perf_counter() - t
+        out["load_s"] = time.perf_counter() - t
         t = time.perf_counter()
         got = ours(x)
-        row["first_run_s"] = time.perf_counter() - t
+        out["first_run_s"] = time.perf_counter() - t
     except nets.errors.KernelnetsError as e:
-        row.update(status="refused", error=f"{type(e).__name__}: {e}")
-        return row
+        return dict(out, status="refused", error=f"{type(e).__name__}: {e}")
     finally:
         path.unlink(missing_ok=True)
-    row["our_params"] = int(ours.source_graph.num_params())
-    row["max_rel_err"] = float(np.max(np.abs(got - want)) / np.max(np.abs(want)))
-    row["ours_ms"] = median_ms(lambda: ours(x), repeat, 60)
-    row["status"] = "match" if row["max_rel_err"] <= TOLERANCE else "mismatch"
+    out["our_params"] = int(ours.source_graph.num_params())
+    out["max_rel_err"] = float(np.max(np.abs(got - want)) / np.max(np.abs(want)))
+    out["ours_ms"] = median_ms(lambda: ours(x), repeat, 60)
+    out["status"] = "match" if out["max_rel_err"] <= TOLERANCE else "mismatch"
+    return out
+
+
+def run_one(name, threads, repeat, device, workdir) -> dict:
+    """One model (in this process): the Keras side, then ours on the saved file and on Keras' ONNX export."""
+    row, x, want, path, kmodel = keras_side(name, threads, repeat, workdir)
+    row.update(keras_file_side(path, x, want, threads, repeat, device))
+    row.update(onnx_side(name, kmodel, x, want, threads, device, workdir))
     return row
 
 
@@ -119,6 +167,7 @@ def _fmt_params(n):
 
 def render(rows, meta) -> str:
     ok = [r for r in rows if r.get("status") == "match"]
+    onnx_ok = [r for r in rows if r.get("onnx_status") == "match"]
     lines = [
         "# keras.applications through kernelnets",
         "",
@@ -132,17 +181,23 @@ def render(rows, meta) -> str:
         f"default input size ({DEFAULT_SIZE}x{DEFAULT_SIZE} where it has none), every kernel, BatchNorm and "
         "Normalization statistic and LayerScale gamma randomised (tests/keras_utils.py), saved with "
         "`model.save(\"m.keras\")` and loaded with `nets.load(path)`. *max rel err*: "
-        "max|ours - Keras| / max|Keras| of the logits (pass: <= 1e-4). Times: median at batch 1 on "
-        f"{meta['threads']} threads (`torch.set_num_threads` for Keras' forward pass, `threads=` for ours), "
+        "max|ours - Keras| / max|Keras| of the logits (pass: <= 1e-4). *ONNX*: the same model exported by "
+        "Keras (`model.export(path, format=\"onnx\")`, dynamic batch; ConvNeXt with a fixed batch because "
+        "Keras' dynamic-batch export of LayerNormalization fails), loaded with `nets.load` and compared "
+        "the same way. Times: median at batch 1 on "
+        f"{meta['threads']} thread{'s' if meta['threads'] != 1 else ''} "
+        "(`torch.set_num_threads` for Keras' forward pass, `threads=` for ours), "
         "*first run*: our first call (compiling kernels not yet in the Numba cache).",
         "",
         f"Machine: {meta['machine']}; {meta['date']}, commit {meta['commit']}; load average "
         f"{meta['load_before']} before, {meta['load_after']} after.",
         "",
-        f"**{len(ok)} of {len(rows)} models load and match Keras.**",
+        f"**{len(ok)} of {len(rows)} models load from .keras and match Keras; {len(onnx_ok)} of {len(rows)} "
+        "from Keras' ONNX export.**",
         "",
-        "| model | params | input | status | max rel err | Keras ms | ours ms | ours/Keras | first run s |",
-        "|---|---:|---|---|---:|---:|---:|---:|---:|",
+        "| model | params | input | .keras | max rel err | ONNX | max rel err | Keras ms | ours ms | ours/Keras "
+        "| first run s |",
+        "|---|---:|---|---|---:|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         err = f"{r['max_rel_err']:.1e}" if "max_rel_err" in r else ""
@@ -153,11 +208,16 @@ def render(rows, meta) -> str:
         status = r.get("status", "?")
         if r.get("our_params") not in (None, r.get("params")):
             status += f" (params {r['our_params']:,} vs Keras {r['params']:,})"
+        onnx = r.get("onnx_status", "")
+        if onnx and r.get("onnx_batch") == "fixed":
+            onnx += " (fixed batch)"
+        onnx_err = f"{r['onnx_max_rel_err']:.1e}" if "onnx_max_rel_err" in r else ""
         lines.append(f"| {r['model']} | {_fmt_params(r.get('params'))} | {r.get('input', '')} | {status} | {err} "
-                     f"| {keras_ms} | {ours_ms} | {ratio} | {first} |")
-    notes = [r for r in rows if r.get("error")]
+                     f"| {onnx} | {onnx_err} | {keras_ms} | {ours_ms} | {ratio} | {first} |")
+    notes = [(r["model"], ".keras", r["error"]) for r in rows if r.get("error")]
+    notes += [(r["model"], "ONNX", r["onnx_error"]) for r in rows if r.get("onnx_error")]
     if notes:
-        lines += ["", "## Not loaded", ""] + [f"- **{r['model']}**: {r['error'][:600]}" for r in notes]
+        lines += ["", "## Not loaded", ""] + [f"- **{m}** ({kind}): {e[:600]}" for m, kind, e in notes]
     return "\n".join(lines) + "\n"
 
 
@@ -165,11 +225,9 @@ def _meta(args, load_before):
     import keras
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    from nets.tools.peaks import cpu_name
+
+    cpu = cpu_name()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
     return {"command": "python tools/keras_coverage.py " + " ".join(args.argv), "keras": keras.__version__,
             "torch": torch.__version__, "threads": args.threads, "machine": f"{cpu}, {os.cpu_count()} cores",

@@ -38,7 +38,9 @@ def _versioned_cache_dir() -> str:
     driver has its callees from other files compiled into it: after an edit to the narrow conv tiles
     the unchanged file of the drivers kept loading the old narrow tile. Any change to a .py file here or in
     a folder below now selects a new folder, so nothing stale is ever loaded (a NUMBA_CACHE_DIR set
-    by the user stays the parent).
+    by the user stays the parent). The LLVM optimisation level and unroll threshold are part of the
+    name too: Numba's own index does not record them, so code compiled at NUMBA_OPT=3 would otherwise
+    load at -O2 and back.
     """
     here = _os.path.dirname(_os.path.abspath(__file__))
     digest = _hashlib.sha1()
@@ -46,22 +48,31 @@ def _versioned_cache_dir() -> str:
         digest.update(_os.path.relpath(path, here).replace(_os.sep, "/").encode())
         with open(path, "rb") as f:
             digest.update(f.read())
+    digest.update(f"opt={_numba.config.OPT} unroll={UNROLL_THRESHOLD}".encode())
     base = _numba.config.CACHE_DIR or _os.path.join(here, "__pycache__")
     return _os.path.join(base, "numba-" + digest.hexdigest()[:12])
 
 
-_numba.config.CACHE_DIR = _versioned_cache_dir()
-
-# LLVM -O2 rather than Numba's default -O3 (unless NUMBA_OPT is set): the kernels' hot loops are
-# written out (register tiles, unrolled taps) and run as fast at -O2 (bench/RESULTS.md, "Cold start"),
-# while -O3 took about twice as long to compile them.
+# LLVM -O2 rather than Numba's default -O3 (unless NUMBA_OPT is set), with -O3's full-unroll threshold
+# (LLVM's LoopUnroll allows 300 at -O3, 150 below). -O3 took about 1.5x as long to compile (ResNet50
+# from an empty cache: 72.7 s, against 48.2 s); plain -O2 left loops of the register tiles rolled and
+# ran ResNet50 8% slower than -O3 (20 alternating processes, bench/RESULTS.md "-O2 and unrolling");
+# -O2 with the higher threshold runs as fast as -O3. The option is LLVM's, so it holds for every
+# Numba function compiled in this process: it only lets LLVM unroll larger constant-trip loops.
+UNROLL_THRESHOLD = None
 if "NUMBA_OPT" not in _os.environ:
     try:
         from numba.core.config import _OptLevel
     except ImportError:         # a Numba without this (private) type: keep its default
         pass
     else:
+        import llvmlite.binding as _ll
+
         _numba.config.OPT = _OptLevel(2)
+        UNROLL_THRESHOLD = 300
+        _ll.set_option("", f"-unroll-threshold={UNROLL_THRESHOLD}")
+
+_numba.config.CACHE_DIR = _versioned_cache_dir()
 
 
 def _threadsafe_layer() -> bool:
