@@ -93,6 +93,32 @@ def test_warmup_compiles_runs_and_says_where_the_cache_is(capsys):
     assert not cache.is_cold()          # this process ran the 1x1 kernels: their index is on disk
 
 
+def test_cache_folders_of_other_kernel_versions_are_listed_and_pruned(tmp_path, capsys, monkeypatch):
+    import os
+
+    import kernels.cpu.cache as cache
+
+    current = tmp_path / "numba-aaaaaaaaaaaa"
+    old = tmp_path / "numba-bbbbbbbbbbbb"
+    for d, nbytes in ((current, 10), (old, 3000)):
+        (d / "cpu_x").mkdir(parents=True)
+        (d / "cpu_x" / "f.nbc").write_bytes(b"x" * nbytes)
+    (tmp_path / "unrelated").mkdir()                        # not a kernels cache folder: left alone
+    monkeypatch.setattr(cache, "cache_dir", lambda: str(current))
+    assert cache.stale_dirs() == [(str(old), 3000)]
+    monkeypatch.setattr(cache, "cache_files", lambda: (1, 10))
+    import nets.tools.warmup as W
+    monkeypatch.setattr(W, "warm", lambda names, threads=None, progress=True: [(n, 0.1) for n in names])
+    code, out, _ = run_cli(capsys, "warmup", "mobilenet", "--quiet")
+    assert code == 0 and "1 cache folder of other kernels versions" in out and "--prune" in out
+    assert old.exists()
+    code, out, _ = run_cli(capsys, "warmup", "mobilenet", "--quiet", "--prune")
+    assert code == 0 and "pruned   1 cache folder" in out
+    assert not old.exists() and current.exists() and (tmp_path / "unrelated").exists()
+    assert cache.stale_dirs() == [] and cache.prune() == (0, 0)
+    assert sorted(os.listdir(tmp_path)) == ["numba-aaaaaaaaaaaa", "unrelated"]
+
+
 def test_an_empty_kernel_cache_is_detected_and_announced(tmp_path):
     import subprocess
     import sys

@@ -15,7 +15,7 @@ import os
 
 import numba
 
-__all__ = ["cache_dir", "cache_files", "is_cold"]
+__all__ = ["cache_dir", "cache_files", "is_cold", "prune", "stale_dirs"]
 
 
 def cache_dir() -> str:
@@ -23,6 +23,40 @@ def cache_dir() -> str:
     import kernels.cpu  # noqa: F401  (sets numba.config.CACHE_DIR)
 
     return str(numba.config.CACHE_DIR)
+
+
+def _folder_bytes(path: str) -> int:
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
+
+
+def stale_dirs(parent: str | None = None) -> list[tuple[str, int]]:
+    """The cache folders of other kernels versions next to this one (``numba-<hash>`` in the same
+    parent: an upgrade or an edit of the kernels leaves the old one behind), with their bytes."""
+    current = cache_dir()
+    parent = os.path.dirname(current) if parent is None else parent
+    try:
+        names = sorted(os.listdir(parent))
+    except OSError:
+        return []
+    out = []
+    for name in names:
+        path = os.path.join(parent, name)
+        if name.startswith("numba-") and os.path.isdir(path) and os.path.abspath(path) != os.path.abspath(current):
+            out.append((path, _folder_bytes(path)))
+    return out
+
+
+def prune(parent: str | None = None) -> tuple[int, int]:
+    """Delete ``stale_dirs``: (folders removed, bytes freed). Another installed kernels version that
+    shares the parent folder (one NUMBA_CACHE_DIR for two versions) compiles again on its next use."""
+    import shutil
+
+    n = freed = 0
+    for path, size in stale_dirs(parent):
+        shutil.rmtree(path, ignore_errors=True)
+        if not os.path.exists(path):
+            n, freed = n + 1, freed + size
+    return n, freed
 
 
 def cache_files() -> tuple[int, int]:

@@ -21,6 +21,14 @@ def cmd_warmup(args) -> int:
           f"({n1 - n0} new, {size / 2**20:.0f} MiB)")
     for line in sharing_advice(cache.cache_dir()):
         print(line)
+    if args.prune:
+        n, freed = cache.prune()
+        print(f"pruned   {n} cache folder{'s' if n != 1 else ''} of other kernels versions ({freed / 2**20:.0f} MiB)")
+    else:
+        stale = cache.stale_dirs()
+        if stale:
+            print(f"note     {len(stale)} cache folder{'s' if len(stale) != 1 else ''} of other kernels versions "
+                  f"next to it take {sum(b for _, b in stale) / 2**20:.0f} MiB; `nets warmup --prune` removes them")
     return 0
 
 
@@ -36,4 +44,7 @@ def register(sub):
     p.add_argument("--all", action="store_true", help="every network of the zoo")
     p.add_argument("--threads", type=positive, help="CPU threads the networks will run with (default: all cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--prune", action="store_true",
+                   help="then delete the cache folders of other kernels versions next to this one (left by "
+                        "upgrades; a version that shares the folder compiles again)")
     p.set_defaults(fn=cmd_warmup)
