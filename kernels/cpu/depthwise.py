@@ -14,7 +14,7 @@ Variants (``packed.variant``, set to what the latest call ran):
   ``dw{kh}x{kw}_m1``  multiplier 1, a window in SPECIALISED_WINDOWS (3x3, 5x5) and a map at least as
                       large as the window: the MobileNet / Xception case. The kernel is generated
                       for its window size and horizontal stride, so the taps are constants. 3x3:
-                      interior runs of TP = 4 output pixels go through ``_dw3x3_tile``: per 16
+                      interior runs of TP = 4 output pixels go through ``_dw3x3_tiles``: per 16
                       channels, 9 weight vectors serve 4 pixels, at stride 1 the 18 input vectors
                       serve 36 FMAs, and the 4 sums are independent chains. Other pixels: one pixel
                       at a time, its sum in a register. Border pixels need no branch or padded
@@ -105,7 +105,7 @@ def _dw_generic_par(x, w, b, out, sh, sw, pt, pl, mult, act, c0, step, nchunk):
         _dw_generic_rows(x, w, b, out, sh, sw, pt, pl, mult, act, c0, k * step, min(rows, (k + 1) * step))
 
 
-_u = np.uint64   # an index that is not wraparound-checked: see _dw3x3_tile
+_u = np.uint64   # an index that is not wraparound-checked: see _dw3x3_tiles
 
 
 @njit(inline="always")
@@ -131,8 +131,11 @@ _tile_sums = stack_tile(TP, TQ)
 
 
 @njit(**JIT)
-def _dw3x3_tile(xf, wf, b, of, base, rowlen, c, nq, obase, ostride, lo, hi, SW, IA):
-    """TP adjacent output pixels of one row, 3x3 window, channels [0, nq) of the views passed in.
+def _dw3x3_tiles(xf, wf, b, of, base0, rowlen, c, nq, obase0, ostride, lo, hi, ntiles, SW, IA):
+    """``ntiles`` runs of TP adjacent output pixels of one row, 3x3 window, channels [0, nq) of the
+    views passed in. A call per row, not per tile: the tile is not inlined (compile time), and a
+    call of ~40 scalar arguments (an array is seven) per 4 pixels made MobileNet's fused layers
+    1.1-1.4x slower than the inlined tile had run.
 
     Each weight vector is loaded once for TP pixels and (stride 1) each input vector feeds up to 3
     of them; the TP sums are independent FMA chains. Indices are ``k + q`` with k a hoisted
@@ -143,59 +146,66 @@ def _dw3x3_tile(xf, wf, b, of, base, rowlen, c, nq, obase, ostride, lo, hi, SW, 
     tmp = _tile_sums()
     k1, k2, k3, k4, k5, k6, k7, k8 = c, 2 * c, 3 * c, 4 * c, 5 * c, 6 * c, 7 * c, 8 * c
     s1, s2, s3 = SW * c, 2 * SW * c, 3 * SW * c
-    x0 = raw_view(xf, base)
-    x1 = raw_view(xf, base + rowlen)
-    x2 = raw_view(xf, base + 2 * rowlen)
-    for q in range(nq):
-        a0 = b[_u(q)]
-        a1 = a0
-        a2 = a0
-        a3 = a0
-        w0, w1, w2 = wf[_u(q)], wf[_u(k1 + q)], wf[_u(k2 + q)]
-        a0 += _ia(x0[_u(q)], IA) * w0 + _ia(x0[_u(k1 + q)], IA) * w1 + _ia(x0[_u(k2 + q)], IA) * w2
-        a1 += _ia(x0[_u(s1 + q)], IA) * w0 + _ia(x0[_u(s1 + k1 + q)], IA) * w1 + _ia(x0[_u(s1 + k2 + q)], IA) * w2
-        a2 += _ia(x0[_u(s2 + q)], IA) * w0 + _ia(x0[_u(s2 + k1 + q)], IA) * w1 + _ia(x0[_u(s2 + k2 + q)], IA) * w2
-        a3 += _ia(x0[_u(s3 + q)], IA) * w0 + _ia(x0[_u(s3 + k1 + q)], IA) * w1 + _ia(x0[_u(s3 + k2 + q)], IA) * w2
-        w0, w1, w2 = wf[_u(k3 + q)], wf[_u(k4 + q)], wf[_u(k5 + q)]
-        a0 += _ia(x1[_u(q)], IA) * w0 + _ia(x1[_u(k1 + q)], IA) * w1 + _ia(x1[_u(k2 + q)], IA) * w2
-        a1 += _ia(x1[_u(s1 + q)], IA) * w0 + _ia(x1[_u(s1 + k1 + q)], IA) * w1 + _ia(x1[_u(s1 + k2 + q)], IA) * w2
-        a2 += _ia(x1[_u(s2 + q)], IA) * w0 + _ia(x1[_u(s2 + k1 + q)], IA) * w1 + _ia(x1[_u(s2 + k2 + q)], IA) * w2
-        a3 += _ia(x1[_u(s3 + q)], IA) * w0 + _ia(x1[_u(s3 + k1 + q)], IA) * w1 + _ia(x1[_u(s3 + k2 + q)], IA) * w2
-        w0, w1, w2 = wf[_u(k6 + q)], wf[_u(k7 + q)], wf[_u(k8 + q)]
-        a0 += _ia(x2[_u(q)], IA) * w0 + _ia(x2[_u(k1 + q)], IA) * w1 + _ia(x2[_u(k2 + q)], IA) * w2
-        a1 += _ia(x2[_u(s1 + q)], IA) * w0 + _ia(x2[_u(s1 + k1 + q)], IA) * w1 + _ia(x2[_u(s1 + k2 + q)], IA) * w2
-        a2 += _ia(x2[_u(s2 + q)], IA) * w0 + _ia(x2[_u(s2 + k1 + q)], IA) * w1 + _ia(x2[_u(s2 + k2 + q)], IA) * w2
-        a3 += _ia(x2[_u(s3 + q)], IA) * w0 + _ia(x2[_u(s3 + k1 + q)], IA) * w1 + _ia(x2[_u(s3 + k2 + q)], IA) * w2
-        tmp[0, q] = a0
-        tmp[1, q] = a1
-        tmp[2, q] = a2
-        tmp[3, q] = a3
-    # the activation is applied on the way out: a plain copy loop becomes a memcpy call
-    for p in range(TP):
-        o = raw_view(of, obase + p * ostride)
+    for t in range(ntiles):
+        base = base0 + t * (TP * SW * c)
+        obase = obase0 + t * (TP * ostride)
+        x0 = raw_view(xf, base)
+        x1 = raw_view(xf, base + rowlen)
+        x2 = raw_view(xf, base + 2 * rowlen)
         for q in range(nq):
-            o[q] = min(max(tmp[p, q], lo), hi)
+            a0 = b[_u(q)]
+            a1 = a0
+            a2 = a0
+            a3 = a0
+            w0, w1, w2 = wf[_u(q)], wf[_u(k1 + q)], wf[_u(k2 + q)]
+            a0 += _ia(x0[_u(q)], IA) * w0 + _ia(x0[_u(k1 + q)], IA) * w1 + _ia(x0[_u(k2 + q)], IA) * w2
+            a1 += _ia(x0[_u(s1 + q)], IA) * w0 + _ia(x0[_u(s1 + k1 + q)], IA) * w1 + _ia(x0[_u(s1 + k2 + q)], IA) * w2
+            a2 += _ia(x0[_u(s2 + q)], IA) * w0 + _ia(x0[_u(s2 + k1 + q)], IA) * w1 + _ia(x0[_u(s2 + k2 + q)], IA) * w2
+            a3 += _ia(x0[_u(s3 + q)], IA) * w0 + _ia(x0[_u(s3 + k1 + q)], IA) * w1 + _ia(x0[_u(s3 + k2 + q)], IA) * w2
+            w0, w1, w2 = wf[_u(k3 + q)], wf[_u(k4 + q)], wf[_u(k5 + q)]
+            a0 += _ia(x1[_u(q)], IA) * w0 + _ia(x1[_u(k1 + q)], IA) * w1 + _ia(x1[_u(k2 + q)], IA) * w2
+            a1 += _ia(x1[_u(s1 + q)], IA) * w0 + _ia(x1[_u(s1 + k1 + q)], IA) * w1 + _ia(x1[_u(s1 + k2 + q)], IA) * w2
+            a2 += _ia(x1[_u(s2 + q)], IA) * w0 + _ia(x1[_u(s2 + k1 + q)], IA) * w1 + _ia(x1[_u(s2 + k2 + q)], IA) * w2
+            a3 += _ia(x1[_u(s3 + q)], IA) * w0 + _ia(x1[_u(s3 + k1 + q)], IA) * w1 + _ia(x1[_u(s3 + k2 + q)], IA) * w2
+            w0, w1, w2 = wf[_u(k6 + q)], wf[_u(k7 + q)], wf[_u(k8 + q)]
+            a0 += _ia(x2[_u(q)], IA) * w0 + _ia(x2[_u(k1 + q)], IA) * w1 + _ia(x2[_u(k2 + q)], IA) * w2
+            a1 += _ia(x2[_u(s1 + q)], IA) * w0 + _ia(x2[_u(s1 + k1 + q)], IA) * w1 + _ia(x2[_u(s1 + k2 + q)], IA) * w2
+            a2 += _ia(x2[_u(s2 + q)], IA) * w0 + _ia(x2[_u(s2 + k1 + q)], IA) * w1 + _ia(x2[_u(s2 + k2 + q)], IA) * w2
+            a3 += _ia(x2[_u(s3 + q)], IA) * w0 + _ia(x2[_u(s3 + k1 + q)], IA) * w1 + _ia(x2[_u(s3 + k2 + q)], IA) * w2
+            tmp[0, q] = a0
+            tmp[1, q] = a1
+            tmp[2, q] = a2
+            tmp[3, q] = a3
+        # the activation is applied on the way out: a plain copy loop becomes a memcpy call
+        for p in range(TP):
+            o = raw_view(of, obase + p * ostride)
+            for q in range(nq):
+                o[q] = min(max(tmp[p, q], lo), hi)
 
 
 _pixel_sums = stack_tile(1, TQ)
 
 
 @njit(**JIT)
-def _dw_pixel(xf, wf, b, of, base, rowlen, c, nq, obase, lo, hi, KH, KW, IA):
-    """One output pixel, channels [0, nq) of the views passed in, the KH x KW sum in a register: a
-    full window that starts at ``base`` of the input and the (possibly shifted) weights ``wf``. The
-    sums go to a stack tile first: stored straight into ``out`` next to 2 * KH * KW input streams,
-    LLVM's runtime overlap checks exceed its limit and the loop stays scalar."""
+def _dw_pixels(xf, wf, b, of, base0, rowlen, c, nq, obase0, lo, hi, npx, xstep, ostep, KH, KW, IA):
+    """``npx`` output pixels (the input window of pixel p starts ``p * xstep`` after ``base0``, its
+    output ``p * ostep`` after ``obase0``), channels [0, nq) of the views passed in, the KH x KW sum
+    in a register: full windows and the (possibly shifted) weights ``wf``. A call per run of
+    pixels, not per pixel (see _dw3x3_tiles). The sums go to a stack tile first: stored straight
+    into ``out`` next to 2 * KH * KW input streams, LLVM's runtime overlap checks exceed its limit
+    and the loop stays scalar."""
     tmp = _pixel_sums()
-    for q in range(nq):
-        acc = b[_u(q)]
-        for i in range(KH):
-            for j in range(KW):
-                acc += _ia(xf[_u(base) + _u(i * rowlen + j * c + q)], IA) * wf[_u((i * KW + j) * c + q)]
-        tmp[0, q] = acc
-    o = raw_view(of, obase)
-    for q in range(nq):
-        o[q] = min(max(tmp[0, q], lo), hi)
+    for p in range(npx):
+        base = base0 + p * xstep
+        for q in range(nq):
+            acc = b[_u(q)]
+            for i in range(KH):
+                for j in range(KW):
+                    acc += _ia(xf[_u(base) + _u(i * rowlen + j * c + q)], IA) * wf[_u((i * KW + j) * c + q)]
+            tmp[0, q] = acc
+        o = raw_view(of, obase0 + p * ostep)
+        for q in range(nq):
+            o[q] = min(max(tmp[0, q], lo), hi)
 
 
 @njit(**JIT)
@@ -209,7 +219,7 @@ def dw_rows_window(xf, h, wd, c, wall, vslot, b, of, oh, ow, ostride, KH, KW, SW
     int64 (``np.int64(0)``, not ``0``) or it becomes a literal of its own specialisation. Being a call,
     not inlined, it is compiled once for the serial and the parallel drivers (whose prange bodies
     stay one call: parfor passes over an inlined body took most of a cold start's compile time).
-    SW > 0 (3x3 only, SW == sw): runs of TP interior pixels go through _dw3x3_tile; IA: an activation
+    SW > 0 (3x3 only, SW == sw): runs of TP interior pixels go through _dw3x3_tiles; IA: an activation
     on the inputs (``_ia``). Arrays are flat: ``xf`` the (n, h, wd, c) input, ``of`` the output, whose
     row r is written at row r - rbase (rows ow * ostride apart).
 
@@ -253,23 +263,23 @@ def dw_rows_window(xf, h, wd, c, wall, vslot, b, of, oh, ow, ostride, KH, KW, SW
         xrow = (n * h + y0c) * rowlen
         orow = (r - rbase) * ow * ostride + c0
         wmid = raw_view(wall, vslot[e, KW - 1] * nw + q0)
+        one = np.int64(1)
         for ox in range(ox_lo):
             x0 = ox * sw - pl
             x0c = min(max(x0, 0), wd - KW)
-            _dw_pixel(xq, raw_view(wall, vslot[e, x0 - x0c + KW - 1] * nw + q0), bq, oq, xrow + x0c * c, rowlen,
-                      c, nq, orow + ox * ostride, lo, hi, KH, KW, IA)
-        if SW > 0:
-            for ox in range(ox_lo, ox_t, TP):
-                _dw3x3_tile(xq, wmid, bq, oq, xrow + (ox * SW - pl) * c, rowlen, c, nq, orow + ox * ostride,
-                            ostride, lo, hi, SW, IA)
-        for ox in range(ox_t, ox_hi):
-            _dw_pixel(xq, wmid, bq, oq, xrow + (ox * sw - pl) * c, rowlen, c, nq, orow + ox * ostride, lo, hi,
-                      KH, KW, IA)
+            _dw_pixels(xq, raw_view(wall, vslot[e, x0 - x0c + KW - 1] * nw + q0), bq, oq, xrow + x0c * c, rowlen,
+                       c, nq, orow + ox * ostride, lo, hi, one, c, ostride, KH, KW, IA)
+        if SW > 0 and ox_t > ox_lo:
+            _dw3x3_tiles(xq, wmid, bq, oq, xrow + (ox_lo * SW - pl) * c, rowlen, c, nq, orow + ox_lo * ostride,
+                         ostride, lo, hi, (ox_t - ox_lo) // TP, SW, IA)
+        if ox_hi > ox_t:
+            _dw_pixels(xq, wmid, bq, oq, xrow + (ox_t * sw - pl) * c, rowlen, c, nq, orow + ox_t * ostride, lo, hi,
+                       ox_hi - ox_t, sw * c, ostride, KH, KW, IA)
         for ox in range(ox_hi, ow):
             x0 = ox * sw - pl
             x0c = min(max(x0, 0), wd - KW)
-            _dw_pixel(xq, raw_view(wall, vslot[e, x0 - x0c + KW - 1] * nw + q0), bq, oq, xrow + x0c * c, rowlen,
-                      c, nq, orow + ox * ostride, lo, hi, KH, KW, IA)
+            _dw_pixels(xq, raw_view(wall, vslot[e, x0 - x0c + KW - 1] * nw + q0), bq, oq, xrow + x0c * c, rowlen,
+                       c, nq, orow + ox * ostride, lo, hi, one, c, ostride, KH, KW, IA)
         if is_smooth(act):          # a smooth activation over the item's output row (in L1), after the clamp
             act_rows(oq, orow, ostride, ow, nq, act)
 
