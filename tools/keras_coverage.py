@@ -154,6 +154,7 @@ def keras_file_side(path, x, want, threads, repeat, device) -> dict:
 def run_one(name, threads, repeat, device, workdir) -> dict:
     """One model (in this process): the Keras side, then ours on the saved file and on Keras' ONNX export."""
     row, x, want, path, kmodel = keras_side(name, threads, repeat, workdir)
+    row["commit"] = _commit()
     row.update(keras_file_side(path, x, want, threads, repeat, device))
     row.update(onnx_side(name, kmodel, x, want, threads, device, workdir))
     return row
@@ -206,6 +207,8 @@ def render(rows, meta) -> str:
         ours_ms = f"{r['ours_ms']:.1f}" if r.get("ours_ms") else ""
         first = f"{r['first_run_s']:.1f}" if r.get("first_run_s") else ""
         status = r.get("status", "?")
+        if r.get("commit") and r["commit"] != meta["commit"]:
+            status += f" (commit {r['commit']})"
         if r.get("our_params") not in (None, r.get("params")):
             status += f" (params {r['our_params']:,} vs Keras {r['params']:,})"
         onnx = r.get("onnx_status", "")
@@ -221,6 +224,13 @@ def render(rows, meta) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _commit() -> str:
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
+                           text=True).stdout.strip()
+    return out.strip() + ("+changes" if dirty else "")
+
+
 def _meta(args, load_before):
     import keras
     import torch
@@ -228,10 +238,9 @@ def _meta(args, load_before):
     from nets.tools.peaks import cpu_name
 
     cpu = cpu_name()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
     return {"command": "python tools/keras_coverage.py " + " ".join(args.argv), "keras": keras.__version__,
             "torch": torch.__version__, "threads": args.threads, "machine": f"{cpu}, {os.cpu_count()} cores",
-            "date": time.strftime("%Y-%m-%d"), "commit": commit.strip(), "load_before": load_before,
+            "date": time.strftime("%Y-%m-%d"), "commit": _commit(), "load_before": load_before,
             "load_after": " ".join(f"{v:.2f}" for v in os.getloadavg())}
 
 
