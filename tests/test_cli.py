@@ -144,6 +144,31 @@ def test_run_announces_compilation_on_a_cold_cache(capsys, monkeypatch):
     assert "empty kernel cache" not in out
 
 
+@pytest.mark.parametrize("delay", [6.0, 11.0])
+def test_ctrl_c_while_kernels_compile_ends_with_one_line_and_status_130(tmp_path, delay):
+    """With an empty kernel cache the first seconds of `nets run` are Numba compiling; an interrupt
+    that lands in LLVM's callbacks used to leave a RuntimeError traceback (status 1) or a process that
+    did not end."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    proc = subprocess.Popen([sys.executable, "-m", "nets", "run", "mobilenet", "--threads", "1"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(delay)
+        assert proc.poll() is None, "the command ended before it was interrupted"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "nets: interrupted"
+
+
 @pytest.mark.parametrize("command", ["run", "profile"])
 def test_ctrl_c_ends_a_run_with_one_line_and_status_130(command):
     import signal
