@@ -144,6 +144,15 @@ def test_run_announces_compilation_on_a_cold_cache(capsys, monkeypatch):
     assert "empty kernel cache" not in out
 
 
+def interruptible():
+    """In the child before exec: SIGINT back to its default. A test run started in the background of a
+    shell (`pytest &`, nohup) inherits SIGINT ignored, and Python then never turns it into
+    KeyboardInterrupt."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("delay", [6.0, 11.0])
 def test_ctrl_c_while_kernels_compile_ends_with_one_line_and_status_130(tmp_path, delay):
     """With an empty kernel cache the first seconds of `nets run` are Numba compiling; an interrupt
@@ -157,7 +166,7 @@ def test_ctrl_c_while_kernels_compile_ends_with_one_line_and_status_130(tmp_path
 
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
     proc = subprocess.Popen([sys.executable, "-m", "nets", "run", "mobilenet", "--threads", "1"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)
     try:
         time.sleep(delay)
         assert proc.poll() is None, "the command ended before it was interrupted"
@@ -177,7 +186,8 @@ def test_ctrl_c_ends_a_run_with_one_line_and_status_130(command):
     import time
 
     proc = subprocess.Popen([sys.executable, "-m", "nets.cli.main", command, "mobilenet", "--threads", "1",
-                             "--repeat", "100000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--repeat", "100000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=interruptible)
     try:
         time.sleep(8.0)         # inside the timed runs (or still compiling on a cold cache: the same path)
         assert proc.poll() is None, "the command ended before it was interrupted"
