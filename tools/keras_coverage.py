@@ -202,8 +202,9 @@ def render(rows, meta) -> str:
         "(`torch.set_num_threads` for Keras' forward pass, `threads=` for ours), "
         "*first run*: our first call (compiling kernels not yet in the Numba cache).",
         "",
-        f"Machine: {meta['machine']}; {meta['date']}, commit {meta['commit']}; load average "
-        f"{meta['load_before']} before, {meta['load_after']} after.",
+        f"Machine: {meta['machine']}; page written {meta['date']} at commit {meta['commit']}"
+        + ("." if meta["render_only"] else f"; load average {meta['load_before']} before, {meta['load_after']} after.")
+        + (f" {meta['remark']}" if meta["remark"] else ""),
         "",
         f"**{len(ok)} of {len(rows)} models load from .keras and match Keras; {len(onnx_ok)} of {len(rows)} "
         "from Keras' ONNX export.**",
@@ -255,7 +256,8 @@ def _meta(args, load_before):
     cpu = cpu_name()
     runs = pathlib.Path(args.results) / "runs.txt"
     return {"command": "python tools/keras_coverage.py " + " ".join(args.argv),
-            "runs": runs.read_text().splitlines() if runs.exists() else [], "keras": keras.__version__,
+            "runs": runs.read_text().splitlines() if runs.exists() else [], "render_only": bool(args.render),
+            "remark": args.remark, "keras": keras.__version__,
             "torch": torch.__version__, "threads": args.threads, "machine": f"{cpu}, {os.cpu_count()} cores",
             "date": time.strftime("%Y-%m-%d"), "commit": _commit(), "load_before": load_before,
             "load_after": " ".join(f"{v:.2f}" for v in os.getloadavg())}
@@ -274,6 +276,7 @@ def main(argv=None) -> int:
     ap.add_argument("--doc", default=str(ROOT / "docs" / "keras_applications.md"))
     ap.add_argument("--force", action="store_true", help="redo models that already have a result")
     ap.add_argument("--render", action="store_true", help="only write the page from the saved results")
+    ap.add_argument("--remark", default="", help="a sentence for the page's machine line (how the runs went)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     args.argv = argv
