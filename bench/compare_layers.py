@@ -13,8 +13,9 @@ then time each engine's kernels on that file with its own instrumentation:
 
 Each peer node is attributed to the layer its name comes from (``source_layer``: OpenVINO lists the
 ONNX nodes fused into each of its nodes, ``originalLayersNames``; ORT names a fused node after the
-last node of the chain), and so to the one of our kernels that runs that layer (its own or fused). Rows are our kernels, sorted by how much longer ours takes than the
-faster peer; peers' nodes that match no layer (layout transposes of the export) are totalled apart.
+last node of the chain), and so to the one of our kernels that runs that layer (its own or fused).
+Rows are our kernels, sorted by how much longer ours takes than the faster peer; peers' nodes that
+match no layer (layout transposes of the export) are totalled apart.
 
     python bench/compare_layers.py resnet50                        # batch 1, 2 threads, top 25 rows
     python bench/compare_layers.py mobilenet --batch 8 --top 0     # every kernel
@@ -38,6 +39,7 @@ from collections import defaultdict
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))        # compare_ort, the whole-network bench
 
 UNMATCHED = "(not a layer: layout and export glue)"
 
@@ -107,16 +109,11 @@ def ort_per_node(data: bytes, x: np.ndarray, threads: int, repeat: int) -> dict:
 def ov_per_node(data: bytes, x: np.ndarray, threads: int, repeat: int) -> tuple[dict, dict] | None:
     """OpenVINO's median ms per executed node over ``repeat`` runs, and each node's original ONNX
     nodes (None when openvino is absent)."""
-    try:
-        import openvino as ov
-    except ImportError:
+    from compare_ort import ov_compile
+
+    compiled = ov_compile(data, x.shape, threads, PERF_COUNT=True)
+    if compiled is None:
         return None
-    core = ov.Core()
-    model = core.read_model(data)
-    model.reshape({model.inputs[0].get_any_name(): list(x.shape)})
-    compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
-                                                 "INFERENCE_PRECISION_HINT": "f32", "NUM_STREAMS": 1,
-                                                 "PERF_COUNT": True})
     req = compiled.create_infer_request()
     for _ in range(3):
         req.infer({0: x})

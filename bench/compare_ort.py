@@ -84,17 +84,25 @@ def ort_session(data: bytes, threads: int):
     return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
 
 
-def ov_runner(data: bytes, x: np.ndarray, threads: int):
-    """A callable running the ONNX model on OpenVINO's CPU plugin (None when openvino is absent)."""
+def ov_compile(data: bytes, shape, threads: int, **config):
+    """The ONNX model compiled by OpenVINO's CPU plugin for a static input ``shape`` (None when
+    openvino is absent): LATENCY hint, f32, one stream, ``threads`` threads, plus ``config``."""
     try:
         import openvino as ov
     except ImportError:
         return None
     core = ov.Core()
     model = core.read_model(data)
-    model.reshape({model.inputs[0].get_any_name(): list(x.shape)})
-    compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
-                                                 "INFERENCE_PRECISION_HINT": "f32", "NUM_STREAMS": 1})
+    model.reshape({model.inputs[0].get_any_name(): list(shape)})
+    return core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
+                                             "INFERENCE_PRECISION_HINT": "f32", "NUM_STREAMS": 1, **config})
+
+
+def ov_runner(data: bytes, x: np.ndarray, threads: int):
+    """A callable running the ONNX model on OpenVINO's CPU plugin (None when openvino is absent)."""
+    compiled = ov_compile(data, x.shape, threads)
+    if compiled is None:
+        return None
     req = compiled.create_infer_request()
 
     def run():
