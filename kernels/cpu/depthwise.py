@@ -134,8 +134,8 @@ _tile_sums = stack_tile(TP, TQ)
 def _dw3x3_tiles(xf, wf, b, of, base0, rowlen, c, nq, obase0, ostride, lo, hi, ntiles, SW, IA):
     """``ntiles`` runs of TP adjacent output pixels of one row, 3x3 window, channels [0, nq) of the
     views passed in. A call per row, not per tile: the tile is not inlined (compile time), and a
-    call of ~40 scalar arguments (an array is seven) per 4 pixels made MobileNet's fused layers
-    1.1-1.4x slower than the inlined tile had run.
+    call takes ~40 scalar arguments (an array is seven); with a call per 4 pixels MobileNet's fused
+    layers had profiled 1.1-1.4x slower than with the inlined tile (bench/RESULTS.md).
 
     Each weight vector is loaded once for TP pixels and (stride 1) each input vector feeds up to 3
     of them; the TP sums are independent FMA chains. Indices are ``k + q`` with k a hoisted
