@@ -1,4 +1,5 @@
-"""Shared test helpers: error measures, seeded inputs, Numba thread counts, the toy graph and its weights.
+"""Shared test helpers: error measures, seeded inputs, Numba thread counts, the toy graph and its weights,
+loading a bench/ or tools/ script as a module.
 
 Imported as ``from helpers import ...`` (``tests/`` is on ``sys.path`` through pytest's rootdir
 conftest). One copy of each helper, used by every test module.
@@ -7,10 +8,23 @@ conftest). One copy of each helper, used by every test module.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import pathlib
 
 import numpy as np
 
 from nets.graph.builder import GraphBuilder
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def load_script(relpath: str):
+    """A script of bench/ or tools/ (not a package) imported as a module, e.g. ``"bench/compare_ort.py"``."""
+    path = ROOT / relpath
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def rel_err(got, want, scale_of=None) -> float:

@@ -1,26 +1,15 @@
 """bench/compare_ort.py runs ours, ONNX Runtime and OpenVINO on the same exported graph: on a toy
 graph all three agree and every ratio is reported."""
 
-import importlib.util
-import pathlib
-
 import numpy as np
-from helpers import fill_weights, toy_graph
+from helpers import fill_weights, load_script, toy_graph
 
 from nets.io.onnx.export import export_onnx_bytes
 from nets.runtime.model import Model
 
 
-def load_bench():
-    path = pathlib.Path(__file__).resolve().parents[1] / "bench" / "compare_ort.py"
-    spec = importlib.util.spec_from_file_location("compare_ort", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_ours_ort_and_openvino_agree_and_are_timed():
-    bench = load_bench()
+    bench = load_script("bench/compare_ort.py")
     g = fill_weights(toy_graph(top=True), seed=5)
     model = Model(g, threads=1)
     x = np.random.default_rng(1).normal(size=(2,) + model.input_shape).astype(np.float32)
@@ -32,16 +21,8 @@ def test_ours_ort_and_openvino_agree_and_are_timed():
     assert row["ratio_best"] == max(row["ratio"], row["ratio_ov"])
 
 
-def load_script(name):
-    path = pathlib.Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_per_layer_comparison_attributes_every_peer_node_to_our_kernels(tmp_path):
-    bench = load_script("compare_layers")
+    bench = load_script("bench/compare_layers.py")
     g = fill_weights(toy_graph(top=True), seed=5)
     model = Model(g, threads=1)
     x = np.random.default_rng(1).normal(size=(2,) + model.input_shape).astype(np.float32)

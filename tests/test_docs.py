@@ -1,17 +1,11 @@
 """Generated documentation stays in step with the code: README's supported-layers section is what
 tools/supported_table.py writes from the importers' tables today."""
 
-import importlib.util
-import pathlib
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from helpers import ROOT, load_script
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("supported_table", ROOT / "tools" / "supported_table.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/supported_table.py")
 
 
 def test_readme_supported_layers_match_the_importers():

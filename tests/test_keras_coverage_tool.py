@@ -1,16 +1,10 @@
 """tools/keras_coverage.py's page: what it says about each row, and that the committed page covers the tool's list."""
 
-import importlib.util
-import pathlib
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from helpers import ROOT, load_script
 
 
 def load_tool():
-    spec = importlib.util.spec_from_file_location("keras_coverage", ROOT / "tools" / "keras_coverage.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/keras_coverage.py")
 
 
 META = dict(command="python tools/keras_coverage.py --render", runs=["python tools/keras_coverage.py   # run"],

@@ -140,15 +140,11 @@ def test_zoo_network_matches_our_model(name):
 
 
 def test_compare_ort_bench_runs_on_a_small_model():
-    import importlib.util
-    from pathlib import Path
+    from helpers import load_script
 
     from nets.runtime.model import Model
 
-    path = Path(__file__).resolve().parent.parent / "bench" / "compare_ort.py"
-    spec = importlib.util.spec_from_file_location("compare_ort", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("bench/compare_ort.py")
     g = fill_weights(toy_graph())
     model = Model(g, device="reference")
     x = np.random.default_rng(4).normal(size=(2, 19, 17, 3)).astype(np.float32)
