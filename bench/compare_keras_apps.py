@@ -19,7 +19,6 @@ import sys
 import tempfile
 import time
 import traceback
-import warnings
 
 import numpy as np
 
@@ -37,7 +36,7 @@ FIXED_BATCH = {"ConvNeXtTiny"}      # Keras' dynamic-batch export of its LayerNo
 def export(name: str, batch: int, path: str):
     """The randomised model exported to ``path``; (input shape, Keras' own logits for a check)."""
     import keras
-    from keras_utils import randomize_keras_model
+    from keras_utils import keras_onnx_export, randomize_keras_model
 
     kmodel = getattr(keras.applications, name)(weights=None, classifier_activation=None)
     shape = tuple(kmodel.input_shape[1:])
@@ -47,11 +46,7 @@ def export(name: str, batch: int, path: str):
         shape = tuple(kmodel.input_shape[1:])
     x = np.random.default_rng(0).uniform(0, 255, (batch,) + shape).astype(np.float32)
     randomize_keras_model(kmodel, seed=7, calib_input=x)
-    kmodel(x[:1])
-    kw = {"input_signature": [keras.InputSpec(shape=x.shape, dtype="float32")]} if name in FIXED_BATCH else {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        kmodel.export(path, format="onnx", verbose=False, **kw)
+    keras_onnx_export(kmodel, x, path, fixed=name in FIXED_BATCH)
     return shape
 
 

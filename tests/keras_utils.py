@@ -161,6 +161,19 @@ def write_legacy_h5(model, path, with_colon: bool = True, layer_names=None, chun
                 group.create_dataset(wname, data=keras.ops.convert_to_numpy(var).astype(np.float32))
 
 
+def keras_onnx_export(model, x, path, fixed: bool = False):
+    """Export ``model`` the way a Keras user does (``model.export(path, format="onnx")``, a dynamic batch
+    axis); ``fixed`` pins the batch to ``x``'s (Keras then goes through torch.export). Returns ``path``."""
+    import warnings
+
+    model(x[:1])                        # Keras refuses to export a model that was never called
+    kw = {"input_signature": [keras.InputSpec(shape=x.shape, dtype="float32")]} if fixed else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.export(os.fspath(path), format="onnx", verbose=False, **kw)
+    return path
+
+
 def keras_forward(model, x) -> np.ndarray:
     """Inference forward pass: numpy float32 in, numpy float32 out."""
     import torch

@@ -9,14 +9,13 @@ pooling with uneven padding as an edge-mode Pad before the MaxPool. Both take NH
 
 import functools
 import os
-import warnings
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 
 import nets
-from tests.keras_utils import keras_forward, randomize_keras_model
+from tests.keras_utils import keras_forward, keras_onnx_export, randomize_keras_model
 
 INPUT = (23, 21, 3)
 
@@ -24,14 +23,7 @@ INPUT = (23, 21, 3)
 def keras_export(model, x, path, fixed=False):
     """Export like a Keras user would; ``fixed`` pins the batch size (Keras then uses torch.export)."""
     pytest.importorskip("onnxscript", reason="Keras' ONNX export needs the onnxscript package")
-    import keras
-
-    model(x[:1])                        # Keras refuses to export a model that was never called
-    kw = {"input_signature": [keras.InputSpec(shape=x.shape, dtype="float32")]} if fixed else {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model.export(os.fspath(path), format="onnx", verbose=False, **kw)
-    return path
+    return keras_onnx_export(model, x, path, fixed)
 
 
 def small_model():

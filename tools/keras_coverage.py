@@ -91,10 +91,8 @@ def keras_side(name, threads, repeat, workdir):
 
 def onnx_side(name, kmodel, x, want, threads, device, workdir) -> dict:
     """Keras' own ONNX export of the same model, loaded by us: {onnx_status, onnx_max_rel_err, ...}."""
-    import warnings
-
-    import keras
     import numpy as np
+    from keras_utils import keras_onnx_export
 
     import nets
 
@@ -103,10 +101,7 @@ def onnx_side(name, kmodel, x, want, threads, device, workdir) -> dict:
     out = {"onnx_batch": "fixed" if fixed else "dynamic"}
 
     def export(fixed):
-        kw = {"input_signature": [keras.InputSpec(shape=x.shape, dtype="float32")]} if fixed else {}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            kmodel.export(str(path), format="onnx", verbose=False, **kw)
+        keras_onnx_export(kmodel, x, path, fixed)
 
     try:
         t = time.perf_counter()
