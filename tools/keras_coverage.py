@@ -182,7 +182,7 @@ def render(rows, meta) -> str:
         "",
         "```",
         *meta["runs"],
-        meta["command"],
+        *([meta["command"]] if meta["render_only"] else []),       # a run's own command is its last line
         "```",
         "",
         f"Each model is built by Keras {meta['keras']} (torch {meta['torch']} backend) with `weights=None` at its "
