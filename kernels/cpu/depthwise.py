@@ -243,6 +243,7 @@ def dw_rows_window(xf, h, wd, c, wall, vslot, b, of, oh, ow, ostride, KH, KW, SW
     # up to 256 channels the shifted weights of all channels fit L1 and rows go outermost (each
     # input row streams in once, not once per chunk: 56x56x128 ran 1.12x slower chunk-major)
     cmajor = c > 256
+    one = np.int64(1)       # one border pixel per call, as a run-time int (a literal 1 would specialise)
     for it in range(i0, i1):
         if cmajor:
             qc = it // rows
@@ -263,7 +264,6 @@ def dw_rows_window(xf, h, wd, c, wall, vslot, b, of, oh, ow, ostride, KH, KW, SW
         xrow = (n * h + y0c) * rowlen
         orow = (r - rbase) * ow * ostride + c0
         wmid = raw_view(wall, vslot[e, KW - 1] * nw + q0)
-        one = np.int64(1)
         for ox in range(ox_lo):
             x0 = ox * sw - pl
             x0c = min(max(x0, 0), wd - KW)
