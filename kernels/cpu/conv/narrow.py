@@ -76,7 +76,10 @@ def _narrow_epilogue(acc, rows, bias, out, res, ostride, m0, last, g, act, has_r
 
 # The 12x32 tile is written out pixel by pixel, like the 6x64 one: with the loop over pixels outside
 # the channel loop, LLVM fully unrolled the 32-trip channel loop first, then vectorised the pixel
-# loop with gathers (20-30x slower).
+# loop with gathers (20-30x slower). Its k step is two halves of 6 pixels, each reading its 6 inputs
+# just before use: read all 12 first, the 12 broadcasts + 24 accumulators + 2 weight vectors did not
+# fit the 32 zmm registers and every k step spilled and reloaded accumulators (the K = 27 stems ran
+# 1.1-1.2x slower, ``tools/ab.py``; bench/RESULTS.md).
 @njit(inline="always", **JIT)
 def _tile_12x32(xf, wf, wbase, bias, out, res, ostride, m0, last, g, act, has_res):
     """Pixels [m0, m0 + 12) (clamped to ``last``) x 32 channels of the narrow block."""
@@ -102,10 +105,9 @@ def _tile_12x32(xf, wf, wbase, bias, out, res, ostride, m0, last, g, act, has_re
         x11 = raw_view(xf, offs[0, 11] + d)
         wi = raw_view(wf, wbase + i * kk * 32)
         for k in range(kk):
-            a0, a1, a2, a3 = x0[k], x1[k], x2[k], x3[k]
-            a4, a5, a6, a7 = x4[k], x5[k], x6[k], x7[k]
-            a8, a9, a10, a11 = x8[k], x9[k], x10[k], x11[k]
             wk = k * 32
+            a0, a1, a2 = x0[k], x1[k], x2[k]
+            a3, a4, a5 = x3[k], x4[k], x5[k]
             for c in range(32):
                 w = wi[wk + c]
                 acc[0, c] += a0 * w
@@ -114,6 +116,10 @@ def _tile_12x32(xf, wf, wbase, bias, out, res, ostride, m0, last, g, act, has_re
                 acc[3, c] += a3 * w
                 acc[4, c] += a4 * w
                 acc[5, c] += a5 * w
+            a6, a7, a8 = x6[k], x7[k], x8[k]
+            a9, a10, a11 = x9[k], x10[k], x11[k]
+            for c in range(32):
+                w = wi[wk + c]
                 acc[6, c] += a6 * w
                 acc[7, c] += a7 * w
                 acc[8, c] += a8 * w
