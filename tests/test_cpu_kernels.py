@@ -184,6 +184,22 @@ def test_pool_matches_reference(nthreads, case, n, c, kind, extra, negative, see
     check_wide(out, want, extra[0])
 
 
+@pytest.mark.parametrize("kind", ["max", "avg"])
+def test_pool_of_a_strided_view(kind):
+    """A 3x3 pool of a channel slice (not C-contiguous): the constant-window kernels read flat views
+    of C-contiguous arrays only, so this takes the general path and must still match."""
+    rng = np.random.default_rng(5)
+    x = rand(rng, 1, 20, 19, 40)[..., 8:32]
+    pad = (1, 1, 1, 1)
+    want = ref.max_pool2d(x, (3, 3), (1, 1), pad) if kind == "max" else ref.avg_pool2d(x, (3, 3), (1, 1), pad)
+    out = np.empty_like(want)
+    if kind == "max":
+        pl.max_pool2d(x, out, (3, 3), (1, 1), pad)
+    else:
+        pl.avg_pool2d(x, out, (3, 3), (1, 1), pad, False)
+    assert rel_err(out, want) <= TOL
+
+
 @pytest.mark.parametrize("nthreads", THREADS)
 def test_pool_network_shapes(nthreads):
     rng = np.random.default_rng(0)

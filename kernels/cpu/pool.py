@@ -16,6 +16,7 @@ from numba import njit, prange
 
 from kernels import conv_output_size
 from kernels.cpu.common import JIT, PJIT, thread_chunks, use_parallel
+from kernels.cpu.stack import raw_view
 
 # Windows with a compiled interior (the ones real networks use); others run the generic rows.
 SPECIALISED_WINDOWS = {(2, 2), (3, 3)}
@@ -75,7 +76,7 @@ def _pool_rows_window(x, out, KH, KW, sh, sw, pt, pl, mode, c0, r0, r1):
     pixels keep the running max / sum of a channel in a register over the unrolled taps (1 load
     per tap, 1 store per output) instead of folding each tap into the output vector in L1."""
     h, w, c = x.shape[1], x.shape[2], x.shape[3]
-    oh, ow = out.shape[1], out.shape[2]
+    oh, ow, ctot = out.shape[1], out.shape[2], out.shape[3]
     ox_lo = min(ow, (pl + sw - 1) // sw)
     ox_hi = max(ox_lo, min(ow, (w - KW + pl) // sw + 1))
     inv = np.float32(1.0) / np.float32(KH * KW)
@@ -90,8 +91,10 @@ def _pool_rows_window(x, out, KH, KW, sh, sw, pt, pl, mode, c0, r0, r1):
         for ox in range(ox_lo):
             _pool_pixel(x, out[n, oy, ox, c0:c0 + c], n, y0, ox * sw - pl, KH, KW, mode)
         for ox in range(ox_lo, ox_hi):
+            # the output as a raw view, not a slice: a slice per pixel is an atomic NRT incref /
+            # decref on the array's one counter, which both threads share
             x0 = ox * sw - pl
-            o = out[n, oy, ox, c0:c0 + c]
+            o = raw_view(out, ((n * oh + oy) * ow + ox) * ctot + c0)
             if mode == 0:
                 for q in range(c):
                     m = x[n, y0, x0, q]
@@ -147,7 +150,9 @@ def _pool(x, out, pool, stride, pad, mode, out_c0):
     assert pt < kh and pl < kw and pb < kh and pr < kw, "padding must be smaller than the pool"
     assert out.shape[1] == oh and out.shape[2] == ow
     rows = n * oh
-    rows_fn, par_fn = _specialised(kh, kw) if (kh, kw) in SPECIALISED_WINDOWS else (_pool_rows, _pool_par)
+    # the constant-window kernels read x and out through flat views: C-contiguous arrays only
+    fast = (kh, kw) in SPECIALISED_WINDOWS and x.flags.c_contiguous and out.flags.c_contiguous
+    rows_fn, par_fn = _specialised(kh, kw) if fast else (_pool_rows, _pool_par)
     if use_parallel(4 * (x.size + n * oh * ow * c)) and rows > 1:
         par_fn(x, out, kh, kw, sh, sw, pt, pl, mode, int(out_c0), *thread_chunks(rows, per_thread=4))
     else:
