@@ -69,11 +69,15 @@ def next_pixel(m, last, n, oy, ox, o, ohw, ow_n, sh, sw, img, rowstride, cin):
 
 
 @njit(**JIT)
-def _tile(xf, wf, bias, out, res, ostride, m0, cb, g, act, has_res, i0, i1, pf, adv):
-    """Output pixels [m0, m0+MR) x channels [cb*NR, cb*NR+NR), summed over kernel rows [i0, i1): a
-    pass that does not start at row 0 resumes from the partial sums in ``out``, one that does not end
-    at the last row stores partial sums there; only the last pass applies the epilogue.
+def _tiles(xf, wf, bias, out, res, ostride, lo, hi, cb, g, act, has_res, i0, i1, nxt, seg, adv):
+    """Tiles [lo, hi): output pixels [m0, m0+MR) for m0 = lo*MR, ... x channels [cb*NR, cb*NR+NR),
+    summed over kernel rows [i0, i1): a pass that does not start at row 0 resumes from the partial
+    sums in ``out``, one that does not end at the last row stores partial sums there; only the last
+    pass applies the epilogue. Tile j of the range prefetches the ``seg`` floats of the next panel
+    from ``nxt + j * seg``, ``adv`` floats per k (``tile_item``).
 
+    One call per range, not per tile: a call passes each array as 7 scalars (~60 arguments here),
+    which on the K = 32-64 1x1 layers cost about a tenth of a tile's FMAs.
     All arrays are flat ``raw_view``s (``out`` rows ``ostride`` apart): a slice of an array that owns
     a reference is reference-counted (an atomic NRT_incref / NRT_decref on a counter both threads
     share), and ~20 of them per tile cost ~400 cycles. The accumulator is set by the first k
@@ -83,6 +87,17 @@ def _tile(xf, wf, bias, out, res, ostride, m0, cb, g, act, has_res, i0, i1, pf, 
     last = g.pixels - 1
     n0 = cb * NR
     nc = min(NR, g.cout - n0)
+    for mt in range(lo, hi):
+        m0 = mt * MR
+        pf = nxt + (mt - lo) * seg
+        _one_tile(xf, wf, bias, out, res, ostride, m0, cb, g, act, has_res, i0, i1, pf, adv, ohw, ow_n, sh, sw,
+                  cin, img, rowstride, kh, kk, c0, last, n0, nc)
+
+
+@njit(inline="always", **JIT)
+def _one_tile(xf, wf, bias, out, res, ostride, m0, cb, g, act, has_res, i0, i1, pf, adv, ohw, ow_n, sh, sw, cin,
+              img, rowstride, kh, kk, c0, last, n0, nc):
+    """One tile of ``_tiles`` (inlined into its loop)."""
     if img == ohw * cin:
         # unpadded 1x1 stride 1: pixel m's inputs start at m * cin (no divisions: they cost as
         # much as the k loop when cin is 32-64)
@@ -264,8 +279,6 @@ def tile_item(xf, wf, bias, out, res, ostride, g, act, has_res, cb, lo, hi):
         if nxt >= wf.size:
             nxt = 0
         seg = ((i1 - i0) * kk * NR + n - 1) // n
-        for mt in range(lo, hi):
-            _tile(xf, wf, bias, out, res, ostride, mt * MR, cb, g, act, has_res, i0, i1,
-                  nxt + (mt - lo) * seg, adv)
+        _tiles(xf, wf, bias, out, res, ostride, lo, hi, cb, g, act, has_res, i0, i1, nxt, seg, adv)
     if g.stream:
         store_fence()
