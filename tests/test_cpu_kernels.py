@@ -185,19 +185,27 @@ def test_pool_matches_reference(nthreads, case, n, c, kind, extra, negative, see
 
 
 @pytest.mark.parametrize("kind", ["max", "avg"])
-def test_pool_of_a_strided_view(kind):
-    """A 3x3 pool of a channel slice (not C-contiguous): the constant-window kernels read flat views
-    of C-contiguous arrays only, so this takes the general path and must still match."""
+@pytest.mark.parametrize("strided", ["input", "output"])
+def test_pool_of_strided_views(kind, strided):
+    """3x3 pools of a channel slice and into a channel slice (neither C-contiguous): the
+    constant-window kernels write ``out`` through flat views, so a strided output takes the general
+    path; both must match."""
     rng = np.random.default_rng(5)
-    x = rand(rng, 1, 20, 19, 40)[..., 8:32]
+    x = rand(rng, 1, 20, 19, 40)
+    if strided == "input":
+        x = x[..., 8:32]
     pad = (1, 1, 1, 1)
     want = ref.max_pool2d(x, (3, 3), (1, 1), pad) if kind == "max" else ref.avg_pool2d(x, (3, 3), (1, 1), pad)
-    out = np.empty_like(want)
+    fill = np.float32(-123.25)
+    full = np.full(want.shape[:3] + (want.shape[3] + 10,), fill, np.float32)
+    out = full[..., 4:4 + want.shape[3]] if strided == "output" else np.empty_like(want)
     if kind == "max":
         pl.max_pool2d(x, out, (3, 3), (1, 1), pad)
     else:
         pl.avg_pool2d(x, out, (3, 3), (1, 1), pad, False)
     assert rel_err(out, want) <= TOL
+    if strided == "output":
+        assert np.all(full[..., :4] == fill) and np.all(full[..., 4 + want.shape[3]:] == fill)
 
 
 @pytest.mark.parametrize("nthreads", THREADS)

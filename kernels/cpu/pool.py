@@ -150,8 +150,8 @@ def _pool(x, out, pool, stride, pad, mode, out_c0):
     assert pt < kh and pl < kw and pb < kh and pr < kw, "padding must be smaller than the pool"
     assert out.shape[1] == oh and out.shape[2] == ow
     rows = n * oh
-    # the constant-window kernels read x and out through flat views: C-contiguous arrays only
-    fast = (kh, kw) in SPECIALISED_WINDOWS and x.flags.c_contiguous and out.flags.c_contiguous
+    # the constant-window kernels write ``out`` through flat views: a C-contiguous ``out`` only
+    fast = (kh, kw) in SPECIALISED_WINDOWS and out.flags.c_contiguous
     rows_fn, par_fn = _specialised(kh, kw) if fast else (_pool_rows, _pool_par)
     if use_parallel(4 * (x.size + n * oh * ow * c)) and rows > 1:
         par_fn(x, out, kh, kw, sh, sw, pt, pl, mode, int(out_c0), *thread_chunks(rows, per_thread=4))
