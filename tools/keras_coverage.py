@@ -99,21 +99,17 @@ def onnx_side(name, kmodel, x, want, threads, device, workdir) -> dict:
     path = pathlib.Path(workdir) / f"{name}.onnx"
     fixed = name.startswith(FIXED_BATCH)
     out = {"onnx_batch": "fixed" if fixed else "dynamic"}
-
-    def export(fixed):
-        keras_onnx_export(kmodel, x, path, fixed)
-
     try:
         t = time.perf_counter()
         try:
             try:
-                export(fixed)
+                keras_onnx_export(kmodel, x, path, fixed)
             except Exception as e:      # Keras' dynamic-batch export fails on some graphs: a user pins the batch
                 if fixed:
                     raise
                 out.update(onnx_batch="fixed", onnx_note=f"Keras' dynamic-batch export failed "
                                                          f"({type(e).__name__}); exported with a fixed batch")
-                export(True)
+                keras_onnx_export(kmodel, x, path, True)
         except Exception as e:          # Keras' exporter, not ours: recorded as such
             out.update(onnx_status="export failed", onnx_error=f"Keras export: {type(e).__name__}: {str(e)[:300]}")
             return out
