@@ -5,11 +5,15 @@ every network is measured as a first-ever start): ``nets.load(name)`` and one ba
 listener on Numba's ``numba:compile`` events records every compilation of a dispatcher for one type
 signature (a *specialisation*), with its time exclusive of the compilations nested inside it (callees
 compiled on the way). The report lists, per network, the wall time of the first inference, the
-compile time and the number of specialisations, then the costliest specialisations.
+compile time and the number of specialisations, then the costliest specialisations. All of these
+are this process's: on a machine with more than one core, helper processes compile part of the
+kernels alongside (``nets.runtime.compile``; the "helpers" column), and what they compile is not
+listed; ``--helpers 0`` measures one process alone.
 
     python tools/compile_report.py                          # the six networks, 2 threads
     python tools/compile_report.py mobilenet --top 25 --markdown
     python tools/compile_report.py --shared                 # one cache for all: what each adds
+    python tools/compile_report.py resnet50 --helpers 0     # this process alone
 """
 
 from __future__ import annotations
@@ -66,11 +70,17 @@ def child(model: str, threads: int) -> dict:
     x = np.zeros((1,) + m.input_shape, np.float32)
     t1 = time.perf_counter()
     m(x)
-    return dict(model=model, load_s=loaded, first_s=time.perf_counter() - t1, records=records)
+    first = time.perf_counter() - t1
+    from nets.runtime.compile import last_run
+
+    return dict(model=model, load_s=loaded, first_s=first, records=records, helpers=last_run.get("helpers", 0),
+                deferred=len(last_run.get("deferred", ())))
 
 
-def measure(model: str, threads: int, cache: str) -> dict:
+def measure(model: str, threads: int, cache: str, helpers: int | None = None) -> dict:
     env = dict(os.environ, NUMBA_CACHE_DIR=cache, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    if helpers is not None:
+        env["NETS_COMPILE_HELPERS"] = str(helpers)
     cmd = [sys.executable, __file__, "--child", model, "--threads", str(threads)]
     t = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
@@ -84,11 +94,11 @@ def measure(model: str, threads: int, cache: str) -> dict:
 def summarise(results: list[dict], top: int, markdown: bool) -> str:
     lines = []
     bar = "|" if markdown else ""
-    head = ["network", "process wall s", "load s", "first inference s", "compile s", "specialisations"]
+    head = ["network", "process wall s", "load s", "first inference s", "compile s", "specialisations", "helpers"]
     if markdown:
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     else:
-        lines.append(f"{head[0]:<14}{head[1]:>16}{head[2]:>8}{head[3]:>19}{head[4]:>11}{head[5]:>17}")
+        lines.append(f"{head[0]:<14}{head[1]:>16}{head[2]:>8}{head[3]:>19}{head[4]:>11}{head[5]:>17}{head[6]:>9}")
     by_fn = defaultdict(lambda: [0.0, 0, set()])
     for r in results:
         comp = sum(x["seconds"] for x in r["records"])
@@ -98,9 +108,9 @@ def summarise(results: list[dict], top: int, markdown: bool) -> str:
             agg[1] += 1
             agg[2].add(r["model"])
         cells = [r["model"], f"{r['wall_s']:.1f}", f"{r['load_s']:.1f}", f"{r['first_s']:.1f}", f"{comp:.1f}",
-                 str(len(r["records"]))]
+                 str(len(r["records"])), str(r.get("helpers", 0))]
         lines.append(("| " + " | ".join(cells) + " |") if markdown else
-                     f"{cells[0]:<14}{cells[1]:>16}{cells[2]:>8}{cells[3]:>19}{cells[4]:>11}{cells[5]:>17}")
+                     f"{cells[0]:<14}{cells[1]:>16}{cells[2]:>8}{cells[3]:>19}{cells[4]:>11}{cells[5]:>17}{cells[6]:>9}")
     lines += ["", f"costliest compiled functions (exclusive seconds summed over the networks above, top {top}):"]
     head = ["function", "seconds", "specialisations", "networks"]
     if markdown:
@@ -120,6 +130,8 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--top", type=int, default=15)
     ap.add_argument("--shared", action="store_true", help="one cache folder for all networks, in order")
+    ap.add_argument("--helpers", type=int, default=None,
+                    help="helper processes compiling alongside (NETS_COMPILE_HELPERS; default: one per further core)")
     ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--json", metavar="FILE", help="also write every record as JSON")
     ap.add_argument("--child", metavar="MODEL", help=argparse.SUPPRESS)
@@ -131,10 +143,10 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix="numba-cold-") as shared:
         for name in args.models:
             if args.shared:
-                results.append(measure(name, args.threads, shared))
+                results.append(measure(name, args.threads, shared, args.helpers))
             else:
                 with tempfile.TemporaryDirectory(prefix="numba-cold-") as cache:
-                    results.append(measure(name, args.threads, cache))
+                    results.append(measure(name, args.threads, cache, args.helpers))
             r = results[-1]
             print(f"# {name}: {r['wall_s']:.1f} s, {len(r['records'])} specialisations", file=sys.stderr)
     cmd = "python tools/compile_report.py " + " ".join(sys.argv[1:] if argv is None else argv)

@@ -74,6 +74,12 @@ if "NUMBA_OPT" not in _os.environ:
 
 _numba.config.CACHE_DIR = _versioned_cache_dir()
 
+# processes sharing the cache (a network compiled by several, Dask workers on one folder) must not
+# interleave their saves of one function's index (``cache.install_save_lock``)
+from kernels.cpu.cache import install_save_lock as _install_save_lock  # noqa: E402
+
+_install_save_lock()
+
 
 def _threadsafe_layer() -> bool:
     """Ask Numba for a threading layer that lets several Python threads run parallel kernels at once

@@ -11,11 +11,15 @@ kernelnets versions (a container image, Dask workers on one shared disk): warm i
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
+import threading
+import time
 
 import numba
 
-__all__ = ["cache_dir", "cache_files", "is_cold", "prune", "stale_dirs"]
+__all__ = ["Claimed", "cache_dir", "cache_files", "claiming", "install_save_lock", "is_cold", "prune", "stale_dirs"]
 
 
 def cache_dir() -> str:
@@ -77,3 +81,145 @@ def is_cold() -> bool:
 
     index = getattr(getattr(getattr(work_item, "_cache", None), "_cache_file", None), "_index_path", None)
     return index is not None and not os.path.exists(index)      # (no index path known: cannot tell, say warm)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Several processes filling one cache. Numba's index file of a function maps each signature to a data
+# file; a process saving an entry reads the index, picks the first free data-file number and writes
+# the index back. Two processes saving two signatures of one function at the same moment can pick the
+# same number: the index then names one signature and the data file may hold the other's machine
+# code, which a later process loads and runs for the wrong types. ``install_save_lock`` makes that
+# read-pick-write one step under an exclusive lock on a file next to the index (an ``flock``: the
+# system drops it if the process dies). kernels.cpu installs it on import.
+
+_LOCKED_SAVE = "_kernelnets_locked"
+CLAIM_WAIT_S = 600.0        # the longest a process waits for another's compile before compiling itself
+
+
+def install_save_lock() -> bool:
+    """Wrap Numba's cache-entry save in an inter-process lock (once); whether it is installed."""
+    try:
+        import fcntl  # noqa: F401  (POSIX only)
+        from numba.core.caching import IndexDataCacheFile
+    except ImportError:
+        return False
+    save = IndexDataCacheFile.save
+    if getattr(save, _LOCKED_SAVE, False):
+        return True
+
+    def locked_save(self, key, data):
+        import fcntl
+
+        fd = os.open(self._index_path + ".lock", os.O_CREAT | os.O_RDWR, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            return save(self, key, data)
+        finally:
+            os.close(fd)             # (closing the file drops the lock)
+
+    setattr(locked_save, _LOCKED_SAVE, True)
+    locked_save.__wrapped__ = save
+    IndexDataCacheFile.save = locked_save
+    return True
+
+
+# ---------------------------------------------------------------------------------------------------
+# Claims: processes that compile one network's kernels together (``nets.runtime.compile``) share out
+# the specialisations. Before compiling a cached function for a signature, a process in ``claiming``
+# mode takes an exclusive lock on a claim file named after (function, signature) and holds it until
+# that compilation (and its cache save) is done. Another process wanting the same specialisation then
+# either waits for the lock and loads the result from the cache, or, for a call made from Python (the
+# start of a kernel, not a callee met while compiling one) in ``skip`` mode, gets ``Claimed`` at once
+# and can do something else first. Only top-level calls skip: a process waits for a callee while
+# holding its caller's claim, and since no kernel calls itself the waits cannot form a cycle.
+
+class Claimed(Exception):
+    """Another process is compiling this kernel specialisation right now."""
+
+
+_tls = threading.local()
+
+
+def claim_path(dispatcher, args) -> str | None:
+    """The claim file of a cached dispatcher's specialisation for ``args`` (None: not cached)."""
+    index = getattr(getattr(getattr(dispatcher, "_cache", None), "_cache_file", None), "_index_path", None)
+    if index is None:
+        return None
+    key = hashlib.sha1(f"{index}\n{tuple(args)!r}".encode()).hexdigest()[:24]
+    folder = os.path.join(cache_dir(), "claims")
+    os.makedirs(folder, exist_ok=True)
+    return os.path.join(folder, key)
+
+
+def _lock(fd: int, may_skip: bool, what: str) -> None:
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return
+    except BlockingIOError:
+        if may_skip:
+            raise Claimed(what) from None
+    deadline = time.monotonic() + CLAIM_WAIT_S
+    while time.monotonic() < deadline:          # the other process compiles it: wait, then load it
+        time.sleep(0.02)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+    # past the deadline the other process is taken to be stuck: compile without the claim
+
+
+def _install_claims() -> None:
+    from numba.core import sigutils
+    from numba.core.dispatcher import Dispatcher
+
+    if getattr(Dispatcher.compile, "_kernelnets_claims", False):
+        return
+    compile_ = Dispatcher.compile
+    compile_for_args = Dispatcher._compile_for_args
+
+    def claimed_compile(self, sig):
+        mode = getattr(_tls, "mode", None)
+        if mode is None:
+            return compile_(self, sig)
+        top, _tls.top = getattr(_tls, "top", False), False
+        args, _ = sigutils.normalize_signature(sig)
+        if tuple(args) in self.overloads:
+            return compile_(self, sig)
+        path = claim_path(self, args)
+        if path is None:
+            return compile_(self, sig)
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o666)
+        try:
+            _lock(fd, top and mode == "skip", f"{self.py_func.__module__}.{self.py_func.__qualname__}{tuple(args)}")
+            return compile_(self, sig)
+        finally:
+            os.close(fd)
+
+    def compile_for_args_top(self, *args, **kws):
+        if getattr(_tls, "mode", None) is not None:
+            _tls.top = True
+        try:
+            return compile_for_args(self, *args, **kws)
+        finally:
+            _tls.top = False
+
+    claimed_compile._kernelnets_claims = True
+    Dispatcher.compile = claimed_compile
+    Dispatcher._compile_for_args = compile_for_args_top
+
+
+@contextlib.contextmanager
+def claiming(skip: bool):
+    """Compile under claims on this thread inside the block: ``skip=True`` raises ``Claimed`` from a
+    kernel called from Python whose specialisation another process is compiling; ``skip=False`` waits
+    for it (then loads it from the cache)."""
+    _install_claims()
+    before = getattr(_tls, "mode", None)
+    _tls.mode = "skip" if skip else "wait"
+    try:
+        yield
+    finally:
+        _tls.mode = before

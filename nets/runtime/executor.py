@@ -157,8 +157,12 @@ class Executor:
                 timings.append(clock() - t0)
         except (KernelnetsError, KeyboardInterrupt):
             raise
-        except Exception as e:      # a kernel that fails: name the layer, its kernel and its shapes
-            n = step.node
-            shapes = ", ".join(str((self.batch,) + tuple(self.graph.shapes[v])) for v in n.inputs)
-            raise ModelError(f"graph {self.graph.name!r}: layer {n.name!r} ({n.op}, kernel {step.kernel}) failed "
-                             f"on input {shapes}: {type(e).__name__}: {e}") from e
+        except Exception as e:
+            raise self.layer_error(step, e) from e
+
+    def layer_error(self, step: Step, e: Exception) -> ModelError:
+        """A kernel that failed, as one error naming the layer, its kernel and its input shapes."""
+        n = step.node
+        shapes = ", ".join(str((self.batch,) + tuple(self.graph.shapes[v])) for v in n.inputs)
+        return ModelError(f"graph {self.graph.name!r}: layer {n.name!r} ({n.op}, kernel {step.kernel}) failed "
+                          f"on input {shapes}: {type(e).__name__}: {e}")

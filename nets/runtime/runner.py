@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import threading
 
+from nets.runtime.compile import first_run
 from nets.runtime.threads import set_threads
 
 # Held around every CPU run when Numba's threading layer is not thread-safe (workqueue only): then two
@@ -20,10 +21,15 @@ class CpuRunner:
         self.threads = threads
         threadsafe = getattr(executor.backend, "THREADSAFE", True)
         self._guard = contextlib.nullcontext() if threadsafe else _SERIAL
+        self._first = True
 
     def run(self, x) -> list:
         with self._guard:
             set_threads(self.threads)
+            if self._first:         # may compile kernels: with helper processes on a cold cache
+                out = first_run(self.executor, x, self.threads)
+                self._first = False
+                return out
             return self.executor.run(x)
 
     def sync(self):
