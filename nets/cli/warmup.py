@@ -38,8 +38,10 @@ def register(sub):
         description="Compile (and cache on disk) the CPU kernels that the given networks need, so that their "
                     "first `nets run` or Model call does not wait for compilation. Each network runs once at "
                     "batch 1 with seeded weights. Models are zoo names or model files; default: vgg16, vgg19, "
-                    "resnet50, inception_v3, xception, mobilenet. Prints where the cache lives and how to share "
-                    "it between machines (NUMBA_CACHE_DIR).")
+                    "resnet50, inception_v3, xception, mobilenet. On a machine with more than one core, helper "
+                    "processes compile part of each network's kernels alongside (NETS_COMPILE_HELPERS sets how "
+                    "many, 0 for none; one per further core by default, at most 3). Prints where the cache lives "
+                    "and how to share it between machines (NUMBA_CACHE_DIR).")
     p.add_argument("models", nargs="*", metavar="MODEL", help="zoo names or model files (default: the six)")
     p.add_argument("--all", action="store_true", help="every network of the zoo")
     p.add_argument("--threads", type=positive, help="CPU threads the networks will run with (default: all cores)")

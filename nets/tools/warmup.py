@@ -13,10 +13,10 @@ from nets.tools.timing import first_run, synthetic_input
 
 DEFAULT_MODELS = ("vgg16", "vgg19", "resnet50", "inception_v3", "xception", "mobilenet")
 
-# First-ever ``nets run`` of each network alone, empty cache, 2 threads (bench/coldstart.py, bench/RESULTS.md
-# "Cold start"); ResNet101/152 use ResNet50's kernels.
-COLD_SECONDS = {"vgg16": 55, "vgg19": 50, "resnet50": 52, "resnet101": 52, "resnet152": 52, "inception_v3": 48,
-                "xception": 80, "mobilenet": 57}
+# First-ever ``nets run`` of each network alone, empty cache, 2 threads, one helper process (bench/coldstart.py,
+# bench/RESULTS.md "Cold start"); ResNet101/152 use ResNet50's kernels.
+COLD_SECONDS = {"vgg16": 40, "vgg19": 38, "resnet50": 31, "resnet101": 31, "resnet152": 31, "inception_v3": 32,
+                "xception": 55, "mobilenet": 42}
 
 
 def expected_compile_seconds(name: str) -> str:
@@ -50,7 +50,11 @@ def sharing_advice(root: str) -> list[str]:
         "share    set NUMBA_CACHE_DIR to one folder on every machine of the same CPU model (same numba and",
         "         kernelnets versions), e.g. in a container image build or the environment of Dask workers,",
         "         and run `nets warmup` there once; each machine then loads the compiled kernels instead of",
-        "         compiling them (entries are keyed by CPU, so a different CPU compiles its own)",
+        "         compiling them (entries are keyed by CPU, so a different CPU compiles its own); processes",
+        "         compiling into one folder at once share the work (a kernel one of them is compiling, the",
+        "         others wait for or skip) and never interleave their writes",
+        "helpers  NETS_COMPILE_HELPERS=N processes compile alongside a first run (default: one per further",
+        "         core, at most 3; 0 for none)",
     ]
 
 
