@@ -203,3 +203,31 @@ def test_the_graph_reaches_a_helper_as_json_with_its_shapes():
     for a, b in zip(g.nodes, h.nodes):
         assert {k: (w.shape, w.dtype) for k, w in a.weights.items()} == {k: (w.shape, w.dtype) for k, w in b.weights.items()}
         assert all(not w.any() for w in b.weights.values())
+
+
+def test_without_a_folder_for_claims_kernels_compile_as_before(monkeypatch, tmp_path):
+    # claims are an optimisation: where their folder cannot be made (a read-only place), compile anyway
+    import kernels.cpu.cache as cache
+    from kernels.cpu.cache import claiming
+
+    fn = fresh_kernel(monkeypatch, tmp_path)
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    monkeypatch.setattr(cache, "cache_dir", lambda: str(blocked))
+    with claiming(skip=True):
+        assert fn(np.ones(4), 2) == 8.0
+
+
+def test_only_a_python_interpreter_starts_helpers(monkeypatch):
+    from helpers import toy_graph as graph
+    from nets.runtime import compile as comp
+    from nets.runtime.model import Model
+
+    ex = Model(fill_weights(graph())).new_executor(1)
+    monkeypatch.setattr(comp, "helpers_wanted", lambda: 1)
+    monkeypatch.setattr(comp, "MIN_STEPS", 1)
+    assert comp.cooperative(ex)
+    monkeypatch.setattr(comp.sys, "executable", "/usr/sbin/uwsgi")
+    assert not comp.cooperative(ex)
+    monkeypatch.setattr(comp.sys, "executable", "")
+    assert not comp.cooperative(ex)

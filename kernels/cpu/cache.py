@@ -110,7 +110,10 @@ def install_save_lock() -> bool:
     def locked_save(self, key, data):
         import fcntl
 
-        fd = os.open(self._index_path + ".lock", os.O_CREAT | os.O_RDWR, 0o666)
+        try:
+            fd = os.open(self._index_path + ".lock", os.O_CREAT | os.O_RDWR, 0o666)
+        except OSError:             # no lock file here (read-only folder): Numba's save, as it is
+            return save(self, key, data)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             return save(self, key, data)
@@ -141,13 +144,17 @@ _tls = threading.local()
 
 
 def claim_path(dispatcher, args) -> str | None:
-    """The claim file of a cached dispatcher's specialisation for ``args`` (None: not cached)."""
+    """The claim file of a cached dispatcher's specialisation for ``args`` (None: not cached, or no
+    folder for claims can be made)."""
     index = getattr(getattr(getattr(dispatcher, "_cache", None), "_cache_file", None), "_index_path", None)
     if index is None:
         return None
     key = hashlib.sha1(f"{index}\n{tuple(args)!r}".encode()).hexdigest()[:24]
     folder = os.path.join(cache_dir(), "claims")
-    os.makedirs(folder, exist_ok=True)
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError:
+        return None
     return os.path.join(folder, key)
 
 
@@ -189,9 +196,12 @@ def _install_claims() -> None:
         if tuple(args) in self.overloads:
             return compile_(self, sig)
         path = claim_path(self, args)
-        if path is None:
+        try:
+            fd = -1 if path is None else os.open(path, os.O_CREAT | os.O_RDWR, 0o666)
+        except OSError:
+            fd = -1
+        if fd < 0:                  # nothing to claim with: compile as without claims
             return compile_(self, sig)
-        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o666)
         try:
             _lock(fd, top and mode == "skip", f"{self.py_func.__module__}.{self.py_func.__qualname__}{tuple(args)}")
             return compile_(self, sig)

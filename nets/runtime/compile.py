@@ -182,10 +182,13 @@ def _run_step(ex, step, skip: bool):
 
 def cooperative(ex) -> bool:
     """Whether a first run of ``ex`` compiles with helpers: the Numba backend, a graph of at least
-    ``MIN_STEPS`` steps, and helpers wanted."""
+    ``MIN_STEPS`` steps, helpers wanted, and a Python interpreter to start them with (not, say, an
+    application server embedding Python, whose ``sys.executable`` is the server)."""
     import kernels.cpu
 
-    return ex.backend is kernels.cpu and len(ex.steps) >= MIN_STEPS and helpers_wanted() > 0
+    exe = os.path.basename(sys.executable or "").lower()
+    return (ex.backend is kernels.cpu and len(ex.steps) >= MIN_STEPS and exe.startswith("python")
+            and helpers_wanted() > 0)
 
 
 def first_run(ex, x, threads: int, on_step=None) -> list:
