@@ -135,10 +135,15 @@ def test_run_announces_compilation_on_a_cold_cache(capsys, monkeypatch):
     import kernels.cpu.cache as cache
 
     monkeypatch.setattr(cache, "is_cold", lambda: True)
+    monkeypatch.setenv("NETS_COMPILE_HELPERS", "2")
     code, out, _ = run_cli(capsys, "run", "mobilenet", "--repeat", "1", "--warmup", "0", "--threads", "1")
     assert code == 0
     line = [ln for ln in out.splitlines() if "empty kernel cache" in ln]
     assert len(line) == 1 and cache.cache_dir() in line[0] and "nets warmup" in line[0]
+    assert "with 2 helper processes" in line[0]
+    monkeypatch.setenv("NETS_COMPILE_HELPERS", "0")
+    code, out, _ = run_cli(capsys, "run", "mobilenet", "--repeat", "1", "--warmup", "0", "--threads", "1")
+    assert "helper" not in [ln for ln in out.splitlines() if "empty kernel cache" in ln][0]
     monkeypatch.setattr(cache, "is_cold", lambda: False)
     code, out, _ = run_cli(capsys, "run", "mobilenet", "--repeat", "1", "--warmup", "0", "--threads", "1")
     assert "empty kernel cache" not in out

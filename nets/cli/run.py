@@ -29,7 +29,11 @@ def cold_cache_notice(name: str) -> None:
     from nets.tools.warmup import expected_compile_seconds
 
     if cache.is_cold():
-        print(f"note     empty kernel cache (first start here): compiling the CPU kernels {name} uses, about "
+        from nets.runtime.compile import helpers_wanted
+
+        k = helpers_wanted()
+        on = f" with {k} helper process{'es' if k > 1 else ''}" if k else ""
+        print(f"note     empty kernel cache (first start here): compiling the CPU kernels {name} uses{on}, about "
               f"{expected_compile_seconds(name)}; they are cached in {cache.cache_dir()} for every later start "
               "(`nets warmup` compiles ahead)")
 
