@@ -87,6 +87,17 @@ def test_cache_saves_wait_for_the_index_lock(monkeypatch, tmp_path):
     assert done == [3.0] and not saved_while_locked and os.path.exists(index)
 
 
+# the end of both child scripts: a toy network's first call, checked against the interpreter
+RUN_TOY = """
+g = fill_weights(toy_graph(), seed={seed})
+m = Model(g, threads={threads})
+x = np.random.default_rng({seed}).normal(size=({batch},) + m.input_shape).astype(np.float32)
+want = interpret(g, x)[g.outputs[0]]
+rel = lambda got: float(np.max(np.abs(got - want)) / np.max(np.abs(want)))
+err = rel(m(x))
+"""
+
+
 DEFER_RUN = r"""
 import json, sys
 sys.path.insert(0, {tests!r})
@@ -105,14 +116,8 @@ def lock(fd, may_skip, what):                      # "a helper" holds every pool
         raise cache.Claimed(what)
     return real_lock(fd, may_skip, what)
 cache._lock = lock
-g = fill_weights(toy_graph(), seed=3)
-m = Model(g, threads=1)
-x = np.random.default_rng(0).normal(size=(3,) + m.input_shape).astype(np.float32)
-got = m(x)
-want = interpret(g, x)[g.outputs[0]]
-err = float(np.max(np.abs(got - want)) / np.max(np.abs(want)))
-again = float(np.max(np.abs(m(x) - want)) / np.max(np.abs(want)))
-print(json.dumps(dict(err=err, again=again, run=comp.last_run)))
+""" + RUN_TOY.format(seed=3, threads=1, batch=3) + r"""
+print(json.dumps(dict(err=err, again=rel(m(x)), run=comp.last_run)))
 """
 
 
@@ -144,12 +149,7 @@ class Count(event.Listener):
     def on_start(self, ev): pass
     def on_end(self, ev): here.append(ev.data["dispatcher"].py_func.__qualname__)
 event.register("numba:compile", Count())
-g = fill_weights(toy_graph(), seed=5)
-m = Model(g, threads=2)
-x = np.random.default_rng(1).normal(size=(2,) + m.input_shape).astype(np.float32)
-got = m(x)
-want = interpret(g, x)[g.outputs[0]]
-err = float(np.max(np.abs(got - want)) / np.max(np.abs(want)))
+""" + RUN_TOY.format(seed=5, threads=2, batch=2) + r"""
 print(json.dumps(dict(err=err, run=comp.last_run, compiled_here=len(here))))
 """
 
