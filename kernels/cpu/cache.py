@@ -100,6 +100,7 @@ def install_save_lock() -> bool:
     """Wrap Numba's cache-entry save in an inter-process lock (once); whether it is installed."""
     try:
         import fcntl  # noqa: F401  (POSIX only)
+
         from numba.core.caching import IndexDataCacheFile
     except ImportError:
         return False

@@ -98,9 +98,8 @@ def graph_from_spec(spec: dict):
     """The graph of ``graph_spec`` with zero weights."""
     from nets.graph.ir import Graph, Node
 
-    nodes = [Node(d["name"], d["op"], list(d["inputs"]), d["output"], _decode(d["attrs"]),
-                  _decode(d["weight_shapes"]), {k: np.zeros(shape, dtype) for k, (shape, dtype) in d["weights"].items()},
-                  list(d["fused"]))
+    nodes = [Node(d["name"], d["op"], list(d["inputs"]), d["output"], _decode(d["attrs"]), _decode(d["weight_shapes"]),
+                  {k: np.zeros(shape, dtype) for k, (shape, dtype) in d["weights"].items()}, list(d["fused"]))
              for d in spec["nodes"]]
     return Graph(spec["name"], nodes, list(spec["inputs"]), list(spec["outputs"]),
                  {k: tuple(v) for k, v in spec["shapes"]})

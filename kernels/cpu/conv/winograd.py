@@ -34,7 +34,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from kernels import aligned_copy, aligned_zeros
+from kernels import aligned_zeros
 from kernels.cpu.common import JIT, PJIT, act_bounds, act_rows, is_smooth
 from kernels.cpu.conv.geometry import WinogradGeom
 from kernels.cpu.conv.tile import MR, NR, register_tile
@@ -52,14 +52,20 @@ _G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
 def transform_weights(kernel):
     """HWIO (3, 3, cin, cout) -> U = G g G^T packed [ceil(cout/NR), 36, cin, NR] (zero-padded
     channels). All 36 points at once as one float64 product kron(G, G) @ g over the 9 taps: point
-    a * 6 + b takes sum_ij G[a, i] G[b, j] g[i, j]."""
+    a * 6 + b takes sum_ij G[a, i] G[b, j] g[i, j]; one block of NR output channels at a time, written
+    straight into its place (the whole layer's float64 product, then a padded copy and a transposed
+    one, took 2-4x as long: ~1 s of VGG16's first call)."""
     kernel = np.asarray(kernel)
     _, _, cin, cout = kernel.shape
     nb = -(-cout // NR)
-    u = np.kron(_G, _G) @ kernel.reshape(9, cin * cout).astype(np.float64)     # (36, cin * cout)
-    padded = np.zeros((POINTS, cin, nb * NR), np.float32)
-    padded[..., :cout] = u.reshape(POINTS, cin, cout)
-    return aligned_copy(padded.reshape(POINTS, cin, nb, NR).transpose(2, 0, 1, 3))
+    kron = np.kron(_G, _G)
+    taps = kernel.reshape(9, cin, cout)
+    u = aligned_zeros((nb, POINTS, cin, NR))
+    for b in range(nb):
+        c0, c1 = b * NR, min(cout, b * NR + NR)
+        block = kron @ taps[:, :, c0:c1].reshape(9, -1).astype(np.float64)
+        u[b, :, :, :c1 - c0] = block.reshape(POINTS, cin, c1 - c0)
+    return u
 
 
 @njit(**JIT)
