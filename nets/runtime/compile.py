@@ -246,6 +246,8 @@ def helper_main(spec_path: str) -> int:
     """Build the graph of ``spec_path`` with zero weights and run each step once under claims,
     skipping those another process is compiling (each process in step order takes the next kernel
     no other has taken: greedy scheduling)."""
+    import numba
+
     import kernels.cpu
     from kernels.cpu.cache import claiming
     from nets.graph import ops
@@ -257,7 +259,7 @@ def helper_main(spec_path: str) -> int:
     g = graph_from_spec(spec)
     for n in g.nodes:
         ops.get(n.op, n.name)           # an unknown op fails here, before any work
-    set_threads(min(spec["threads"], __import__("numba").config.NUMBA_NUM_THREADS))
+    set_threads(min(spec["threads"], numba.config.NUMBA_NUM_THREADS))
     ex = Executor(g, kernels.cpu, pack_weights(g, kernels.cpu), spec["batch"])
     ex.buffer(g.inputs[0])[...] = 0.0
     with ex.workspace_scope(), claiming(skip=True):
