@@ -3,6 +3,7 @@ then again with the cache that run left (warm), then all six in turn from one em
 
     python bench/coldstart.py                       # the six networks, 2 threads
     python bench/coldstart.py mobilenet resnet50 --markdown
+    python bench/coldstart.py resnet50 --helpers 0          # the first run compiling alone
 
 Cold: ``NUMBA_CACHE_DIR`` is a new, empty folder for each network. Warm: the same command again with
 that folder. "first result" is the wall time of the whole ``nets run`` process (interpreter start,
@@ -26,9 +27,11 @@ import time
 MODELS = ("vgg16", "vgg19", "resnet50", "inception_v3", "xception", "mobilenet")
 
 
-def nets_run(model: str, cache: str, threads: int) -> tuple[float, float]:
+def nets_run(model: str, cache: str, threads: int, helpers: int | None = None) -> tuple[float, float]:
     """(process wall seconds, steady-state median ms it printed) of one ``nets run``."""
     env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+    if helpers is not None:
+        env["NETS_COMPILE_HELPERS"] = str(helpers)
     cmd = [sys.executable, "-m", "nets.cli.main", "run", model, "--threads", str(threads), "--repeat", "3",
            "--warmup", "0"]
     t0 = time.perf_counter()
@@ -45,6 +48,9 @@ def main(argv=None) -> int:
     ap.add_argument("models", nargs="*", default=list(MODELS))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--helpers", type=int, default=None,
+                    help="helper processes compiling alongside a first run (NETS_COMPILE_HELPERS; default: one "
+                         "per further core, at most 3; 0: the first run compiles alone)")
     args = ap.parse_args(argv)
     load = os.getloadavg()[0]
     rows = []
@@ -52,8 +58,8 @@ def main(argv=None) -> int:
         for name in args.models:
             cache = os.path.join(tmp, name)
             os.makedirs(cache)
-            cold, _ = nets_run(name, cache, args.threads)
-            warm, ms = nets_run(name, cache, args.threads)
+            cold, _ = nets_run(name, cache, args.threads, args.helpers)
+            warm, ms = nets_run(name, cache, args.threads, args.helpers)
             rows.append((name, cold, warm, warm - 4 * ms / 1e3))   # 4 inferences: first + 3 timed
             print(f"# {name}: cold {cold:.1f} s, warm {warm:.1f} s", file=sys.stderr, flush=True)
             shutil.rmtree(cache)
@@ -61,7 +67,7 @@ def main(argv=None) -> int:
         os.makedirs(shared)
         t0 = time.perf_counter()
         for name in args.models:
-            nets_run(name, shared, args.threads)
+            nets_run(name, shared, args.threads, args.helpers)
         all_cold = time.perf_counter() - t0
     cmd = "python bench/coldstart.py " + " ".join(sys.argv[1:] if argv is None else argv)
     print(f"`{cmd.strip()}` ({args.threads} threads, load average before {load:.1f}; wall seconds of the "
