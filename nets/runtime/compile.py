@@ -196,12 +196,12 @@ def first_run(ex, x, threads: int, on_step=None) -> list:
     if not cooperative(ex) or not _ONE_AT_A_TIME.acquire(blocking=False):
         if on_step is None:
             return ex.run(x)
-        ex.buffer(ex.graph.inputs[0])[...] = ex.xp.asarray(x)
+        ex.load_input(x)
         with ex.workspace_scope():
             for step in ex.steps:
                 _run_step(ex, step, skip=False)
                 on_step(step)
-        return [ex.buffer(v).copy() for v in ex.graph.outputs]
+        return ex.outputs()
     try:
         return _cooperative_run(ex, x, threads, on_step)
     finally:
@@ -215,7 +215,7 @@ def _cooperative_run(ex, x, threads, on_step):
 
     helpers = _Helpers(ex, threads, helpers_wanted())
     deferred = []
-    ex.buffer(ex.graph.inputs[0])[...] = ex.xp.asarray(x)
+    ex.load_input(x)
     try:
         with ex.workspace_scope():
             with event.install_listener("numba:compile", helpers.listener()), claiming(skip=True):
@@ -237,7 +237,7 @@ def _cooperative_run(ex, x, threads, on_step):
                         helper_error=helpers.failed)
     if deferred:            # later steps ran on unfinished inputs: now the real run
         return ex.run(x)
-    return [ex.buffer(v).copy() for v in ex.graph.outputs]
+    return ex.outputs()
 
 
 # ------------------------------------------------------------------ a helper process

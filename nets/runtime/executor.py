@@ -134,9 +134,17 @@ class Executor:
         """Run on ``x`` (already validated: (batch,) + input shape, float32), returning new arrays of
         the backend's array module. With ``timings``, appends each step's seconds (instrumented run);
         ``sync`` is called before each clock reading (a device synchronise on a GPU)."""
-        self._bufs[self.graph.inputs[0]][...] = self.xp.asarray(x)
+        self.load_input(x)
         with using_workspace(self.workspace):
             self._run_steps(timings, sync)
+        return self.outputs()
+
+    def load_input(self, x):
+        """Copy ``x`` into the input buffer (for running steps one by one)."""
+        self._bufs[self.graph.inputs[0]][...] = self.xp.asarray(x)
+
+    def outputs(self) -> list:
+        """The outputs of the last run, as new arrays."""
         return [self.buffer(v).copy() for v in self.graph.outputs]
 
     def _run_steps(self, timings, sync):

@@ -51,7 +51,7 @@ def first_run(ex, x, sync=None, progress: bool = True, label: str = "first run (
 
         compile_first_run(ex, x, numba.get_num_threads(), on_step=done)
     else:
-        ex.buffer(ex.graph.inputs[0])[...] = ex.xp.asarray(x)
+        ex.load_input(x)
         with ex.workspace_scope():
             for step in ex.steps:
                 step.run()
