@@ -10,7 +10,7 @@ from kernels import reference as ref
 from nets.errors import WeightsError
 from nets.graph.builder import GraphBuilder
 from nets.io.keras import load_h5_weights, save_h5_weights
-from nets.zoo.seeded import seeded_weights
+from nets.zoo.seeded import seeded_array, seeded_weights
 
 L = keras.layers
 
@@ -300,6 +300,21 @@ def test_seeded_weights_deterministic_and_bn_nontrivial():
     assert 0.5 <= bn["gamma"].min() and bn["gamma"].max() <= 1.5 and bn["gamma"].std() > 0.1
     assert 0.5 <= bn["moving_variance"].min() and bn["moving_variance"].max() <= 1.5
     assert np.abs(bn["moving_mean"]).max() > 0.01 and np.abs(bn["beta"]).max() > 0.01
+
+
+def test_seeded_kernels_are_he_uniform():
+    """Kernels: U(-a, a), a = sqrt(3 gain / fan_in): the variance of He normal (gain 2; 1 for the
+    pointwise half of a separable conv), drawn ~4x faster."""
+    for name, shape, fan_in, gain in [("kernel", (3, 3, 64, 128), 576, 2.0), ("kernel", (512, 300), 512, 2.0),
+                                      ("pointwise_kernel", (1, 1, 96, 256), 96, 1.0),
+                                      ("depthwise_kernel", (3, 3, 512, 1), 9, 2.0)]:
+        a = seeded_array("layer", name, shape, seed=3)
+        assert a.shape == shape and a.dtype == np.float32
+        limit = np.sqrt(3 * gain / fan_in)
+        assert np.abs(a).max() <= limit * (1 + 1e-6)
+        assert abs(a.std() / np.sqrt(gain / fan_in) - 1) < 0.03, (name, a.std())
+        assert abs(a.mean()) < 0.05 * limit
+        assert np.abs(a).max() > 0.99 * limit and (a < 0).mean() > 0.45          # fills the range, both signs
 
 
 def residual_tower(blocks, width=16):

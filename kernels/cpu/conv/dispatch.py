@@ -10,7 +10,7 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-from kernels import aligned_zeros, conv_output_size, current_workspace
+from kernels import aligned_empty, aligned_zeros, conv_output_size, current_workspace
 from kernels.cpu.common import CLAMP_ACTIVATIONS, NO_RESIDUAL, epilogue_code
 from kernels.cpu.conv import winograd as wino
 from kernels.cpu.conv.drivers import conv_tiles_parallel, conv_tiles_serial
@@ -66,13 +66,15 @@ class PackedConv2d:
             nfull, rw = nfull + 1, 0
         kk = kw * cin
         k2 = kernel.reshape(kh, kk, cout)
-        full = np.zeros((kh, kk, nfull * NR), np.float32)
-        full[:, :, :min(cout, nfull * NR)] = k2[:, :, :nfull * NR]
-        narrow = np.zeros((kh, kk, rw), np.float32)
-        narrow[:, :, :cout - nfull * NR] = k2[:, :, nfull * NR:]
-        wflat = aligned_zeros(nfull * kh * kk * NR + kh * kk * rw)
-        wflat[:nfull * kh * kk * NR] = full.reshape(kh, kk, nfull, NR).transpose(2, 0, 1, 3).reshape(-1)
-        wflat[nfull * kh * kk * NR:] = narrow.reshape(-1)
+        wflat = aligned_empty(nfull * kh * kk * NR + kh * kk * rw)
+        blocks = [wflat[:nfull * kh * kk * NR].reshape(nfull, kh, kk, NR)[j] for j in range(nfull)]
+        if rw:
+            blocks.append(wflat[nfull * kh * kk * NR:].reshape(kh, kk, rw))
+        for j, block in enumerate(blocks):      # a block at a time (one transposing copy was ~6x slower)
+            c0 = j * NR
+            width = min(block.shape[-1], cout - c0)
+            block[:, :, :width] = k2[:, :, c0:c0 + width]
+            block[:, :, width:] = 0.0
         self.weights, self.nfull, self.rw = wflat, nfull, rw
         self.panel_bytes = kh * kk * NR * 4          # one full block's weights
         self.bias = aligned_zeros((nfull + 1) * NR)
