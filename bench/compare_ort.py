@@ -4,7 +4,9 @@ For each network: build it with seeded weights (logits, no softmax), export the 
 (BatchNorm left for the peers to fuse, as with a framework export), check the outputs agree, then time
 ours, ORT and OpenVINO (when installed) in turn — warm-up first, then alternating blocks of repeats so all
 see the same machine noise — and report the medians, ours/ORT, ours/OV, ours/best and GFLOP/s (1 MAC =
-2 FLOPs, MACs from nets.graph.ops.node_macs). OpenVINO reads the same ONNX bytes (``core.read_model``),
+2 FLOPs, MACs from nets.graph.ops.node_macs). A ratio is the median over rounds of that round's ratio
+(each engine's block median in the round): engines timed a second apart see the same machine state,
+so the ratios are steadier than the times, which move by 20-35% between sessions here. OpenVINO reads the same ONNX bytes (``core.read_model``),
 reshaped to the static batch, compiled for CPU with INFERENCE_NUM_THREADS, PERFORMANCE_HINT=LATENCY,
 INFERENCE_PRECISION_HINT=f32 and NUM_STREAMS=1.
 
@@ -120,6 +122,7 @@ def interleaved(fns: dict, repeat: int, warmup: int, budget_s: float) -> dict:
     """Median seconds per callable, timed in turn each round. ``budget_s`` caps a slow configuration
     (at least 3 rounds). A callable that raises is dropped and its error kept."""
     times = {k: [] for k in fns}
+    blocks = {k: [] for k in fns}      # each round's block median: the per-round ratios
     errors = {}
     live = dict(fns)
     for _ in range(warmup):
@@ -139,16 +142,26 @@ def interleaved(fns: dict, repeat: int, warmup: int, budget_s: float) -> dict:
         for k, fn in list(live.items()):
             time.sleep(0.1)
             fn()
+            got = []
             for _ in range(block):
                 t0 = time.perf_counter()
                 fn()
-                times[k].append(time.perf_counter() - t0)
+                got.append(time.perf_counter() - t0)
+            times[k] += got
+            blocks[k].append(statistics.median(got))
         if r >= 1 and time.perf_counter() - start > budget_s:
             break
     out = {k: statistics.median(v) for k, v in times.items() if v}
     out["rounds"] = max((len(v) for v in times.values()), default=0)
+    out["blocks"] = {k: v for k, v in blocks.items() if v}
     out["errors"] = errors
     return out
+
+
+def round_ratio(blocks: dict, peers: list) -> float:
+    """Median over rounds of ours / the fastest of ``peers`` in that round."""
+    n = min(len(blocks[k]) for k in ["ours", *peers])
+    return statistics.median(blocks["ours"][i] / min(blocks[k][i] for k in peers) for i in range(n))
 
 
 def bench_config(model, data: bytes, x: np.ndarray, threads: int, flops: float, repeat: int, warmup: int,
@@ -203,14 +216,13 @@ def bench_config(model, data: bytes, x: np.ndarray, threads: int, flops: float, 
         if k in timing:
             row[f"{k}_ms"] = 1e3 * timing[k]
             row[f"{k}_gflops"] = flops / timing[k] / 1e9
-    peers = [row[k] for k in ("ort_ms", "ov_ms") if k in row]
-    if "ours_ms" in row:
-        if "ort_ms" in row:
-            row["ratio"] = row["ours_ms"] / row["ort_ms"]
-        if "ov_ms" in row:
-            row["ratio_ov"] = row["ours_ms"] / row["ov_ms"]
-        if peers:
-            row["ratio_best"] = row["ours_ms"] / min(peers)
+    blocks = timing["blocks"]
+    row["rounds_ms"] = {k: [1e3 * t for t in v] for k, v in blocks.items()}
+    peers = [k for k in ("ort", "ov") if k in blocks]
+    if "ours" in blocks:
+        for key, against in (("ratio", ["ort"]), ("ratio_ov", ["ov"]), ("ratio_best", peers)):
+            if against and all(k in blocks for k in against):
+                row[key] = round_ratio(blocks, against)
     if notes:
         row["error"] = "; ".join(notes)
     return row
@@ -297,7 +309,8 @@ def main(argv=None) -> int:
               f"{info['numba_threads']}); numba {info['numba']}, onnxruntime {info['onnxruntime']}, "
               f"openvino {info['openvino']}, "
               f"numpy {info['numpy']}, python {info['python']}, commit {info['commit']}\n"
-              f"seeded weights, logits; median of interleaved repeats after {args.warmup} warm-up rounds; "
+              f"seeded weights, logits; median of interleaved repeats after {args.warmup} warm-up rounds, ratios "
+              "the median of each round's ratio; "
               "ORT: CPUExecutionProvider, sequential, inter_op 1, graph optimizations ALL; OV: CPU, static "
               "batch, LATENCY hint, f32, 1 stream; "
               "GFLOP/s with 1 MAC = 2 FLOPs")
