@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from helpers import fill_weights, toy_graph  # noqa: F401 (toy_graph: also imported from here)
+from helpers import fill_weights, rel_err, toy_graph  # noqa: F401 (toy_graph: also imported from here)
 
 from nets.errors import InputError, ModelError
 from nets.graph.builder import GraphBuilder
@@ -111,3 +111,52 @@ def test_pool_padding_as_large_as_the_window_is_refused():
     x = b.input((8, 8, 4), name="in")
     with pytest.raises(ModelError, match=r"layer 'pool'.*as large as the 2x2 window"):
         b.max_pool2d(x, 2, 1, padding=(2, 0, 0, 0), name="pool")
+
+
+def stage_boundary(size=15, stride=2, extra_reader=False):
+    """ResNet's last block of a stage, then the next stage's strided 1x1 shortcut and first conv."""
+    b = GraphBuilder("stage")
+    x = b.input((size, size + 2, 8), name="in")
+    r = b.relu(b.batch_norm(b.conv2d(x, 16, 1, name="stem"), name="stem_bn"), name="stem_relu")
+    y = b.relu(b.batch_norm(b.conv2d(r, 8, 1, name="b_1"), name="b_1_bn"), name="b_1_relu")
+    y = b.relu(b.batch_norm(b.conv2d(y, 8, 3, padding="same", name="b_2"), name="b_2_bn"), name="b_2_relu")
+    y = b.batch_norm(b.conv2d(y, 16, 1, name="b_3"), name="b_3_bn")
+    out = b.relu(b.add([r, y], name="b_add"), name="b_out")
+    short = b.conv2d(out, 24, 1, strides=stride, name="next_0")
+    main = b.conv2d(out, 24, 1, strides=stride, name="next_1")
+    z = b.add([short, main], name="next_add")
+    if extra_reader:             # a reader at full resolution: nothing may be subsampled
+        full = b.conv2d(out, 24, 1, name="full")
+        z = b.add([b.global_avg_pool(z, name="gap_z"), b.global_avg_pool(full, name="gap_full")], name="both")
+    return fill_weights(b.build(z), seed=3)
+
+
+@pytest.mark.parametrize("size,stride", [(15, 2), (16, 2), (13, 3)])
+def test_subsample_early_computes_only_what_strided_readers_read(size, stride):
+    g = stage_boundary(size, stride)
+    x = np.random.default_rng(2).normal(size=(2,) + g.shapes[g.inputs[0]]).astype(np.float32)
+    want = interpret(g, x)[g.outputs[0]]
+    model = Model(g, threads=1)
+    opt = model.graph
+    sub = -(-size // stride), -(-(size + 2) // stride)
+    # the stride moved up to the 3x3 conv; the block's last conv and the next stage's run at stride 1
+    conv2 = next(n for n in opt.nodes if n.name == "b_2")
+    assert tuple(conv2.attrs["strides"]) == (stride, stride) and opt.shapes[conv2.output][:2] == sub
+    for name in ("b_3", "next_0", "next_1"):
+        node = next(n for n in opt.nodes if n.name == name)
+        assert tuple(node.attrs["strides"]) == (1, 1), name
+    pool = next(n for n in opt.nodes if n.name == "b_3/residual_subsample")
+    assert pool.op == "max_pool2d" and opt.shapes[pool.output][:2] == sub
+    assert rel_err(model(x), want) < 1e-5
+    ref_model = Model(g, device="reference")
+    assert rel_err(ref_model(x), want) < 1e-5
+
+
+def test_subsample_early_leaves_values_read_at_full_resolution():
+    g = stage_boundary(extra_reader=True)
+    x = np.random.default_rng(2).normal(size=(2,) + g.shapes[g.inputs[0]]).astype(np.float32)
+    model = Model(g, threads=1)
+    assert all(tuple(n.attrs["strides"]) == (1, 1) for n in model.graph.nodes
+               if n.op == "conv2d" and n.name not in ("next_0", "next_1"))
+    assert not any("subsample" in n.name for n in model.graph.nodes)
+    assert rel_err(model(x), interpret(g, x)[g.outputs[0]]) < 1e-5

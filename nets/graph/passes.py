@@ -14,6 +14,9 @@ Pipeline (``optimize``):
     fuse_residual    add(conv(x), y) -> conv with residual=y (the conv moves to the add's place)
     fuse_activation  ReLU / ReLU6 (EPILOGUE_ACTIVATIONS) folded into the epilogue of the conv / depthwise /
                      dense / add before it
+    subsample_early  a value read only by 1x1 stride-s convs is computed at stride s by the conv that
+                     makes it (and so on up the chain): ResNet's last block of each stage does a
+                     quarter of its work
     split_grouped_convs  a conv with 1 < groups < channels becomes one conv per group on a channel
                      slice (channel_gather), concatenated in place
     fuse_depthwise_pointwise  a depthwise conv and the 1x1 stride-1 conv that alone reads it become one
@@ -287,6 +290,55 @@ def fuse_channel_scale(g: Graph) -> Graph:
     return g
 
 
+def _strided_readers(g: Graph, value: str) -> int:
+    """s > 1 if every reader of ``value`` is an unpadded, ungrouped 1x1 conv of stride (s, s) that reads
+    it as its input (not its residual), so only every s-th row and column of it is ever read; else 0."""
+    if value in g.outputs:
+        return 0
+    stride = 0
+    for c in g.consumers(value):
+        a = c.attrs
+        if (c.op != "conv2d" or c.inputs[0] != value or a.get("residual") == value or a.get("groups", 1) != 1
+                or tuple(a["kernel_size"]) != (1, 1) or tuple(a["pad"]) != (0, 0, 0, 0)
+                or a["strides"][0] != a["strides"][1] or a["strides"][0] < 2 or stride not in (0, a["strides"][0])):
+            return 0
+        stride = a["strides"][0]
+    return stride
+
+
+def subsample_early(g: Graph) -> Graph:
+    """A value read only by 1x1 stride-s convs (ResNet's last block of a stage, before the next
+    stage's strided 1x1 shortcut and first conv) is computed only where it is read: its producer, a
+    stride-1 conv, takes stride s (output pixel i of the strided conv is pixel s * i of the stride-1
+    one, with the same top and left padding; the bottom and right padding give ceil(H / s)), its
+    residual is subsampled first (a 1x1 max pool of stride s), and its readers become stride 1.
+    Repeated up the chain: a 1x1 producer made strided passes the stride on to its own producer (the
+    3x3 conv before it), which then computes a quarter of its map too."""
+    changed = True
+    while changed:
+        changed = False
+        for node in list(g.nodes):
+            s = _strided_readers(g, node.output)
+            a = node.attrs
+            if (not s or node.op != "conv2d" or tuple(a["strides"]) != (1, 1) or a.get("groups", 1) != 1):
+                continue
+            h, w, c = g.shapes[node.output]
+            res = a.get("residual")
+            if res is not None:
+                sub = f"{node.name}/residual_subsample"
+                g.nodes.insert(g.nodes.index(node), Node(sub, "max_pool2d", [res], sub, dict(
+                    pool_size=(1, 1), strides=(s, s), pad=(0, 0, 0, 0))))
+                g.shapes[sub] = (-(-h // s), -(-w // s), g.shapes[res][2])
+                a["residual"] = sub
+                node.inputs = [node.inputs[0], sub]
+            a["strides"] = (s, s)
+            g.shapes[node.output] = (-(-h // s), -(-w // s), c)
+            for reader in g.consumers(node.output):
+                reader.attrs["strides"] = (1, 1)
+            changed = True
+    return g
+
+
 def check_weights(g: Graph):
     missing = [n.name for n in g.nodes for k in n.weight_shapes if n.weights.get(k) is None]
     if missing:
@@ -304,6 +356,7 @@ def optimize(graph: Graph, fuse: bool = True) -> Graph:
         fold_affine_into_next(g)
         fuse_residual(g)
         fuse_activation(g)
+        subsample_early(g)
     split_grouped_convs(g)
     if fuse:
         fuse_depthwise_pointwise(g)
