@@ -6,9 +6,9 @@ ours, ORT and OpenVINO (when installed) in turn — warm-up first, then alternat
 see the same machine noise — and report the medians, ours/ORT, ours/OV, ours/best and GFLOP/s (1 MAC =
 2 FLOPs, MACs from nets.graph.ops.node_macs). A ratio is the median over rounds of that round's ratio
 (each engine's block median in the round): engines timed a second apart see the same machine state,
-so the ratios are steadier than the times, which move by 20-35% between sessions here. OpenVINO reads the same ONNX bytes (``core.read_model``),
-reshaped to the static batch, compiled for CPU with INFERENCE_NUM_THREADS, PERFORMANCE_HINT=LATENCY,
-INFERENCE_PRECISION_HINT=f32 and NUM_STREAMS=1.
+so the ratios are steadier than the times, which move by 20-35% between sessions here. OpenVINO
+reads the same ONNX bytes (``core.read_model``), reshaped to the static batch, compiled for CPU with
+INFERENCE_NUM_THREADS, PERFORMANCE_HINT=LATENCY, INFERENCE_PRECISION_HINT=f32 and NUM_STREAMS=1.
 
     python bench/compare_ort.py                              # six networks, batch 1, 2 threads
     python bench/compare_ort.py --models resnet50 mobilenet --batch 1 8 --threads 1 2 --repeat 20

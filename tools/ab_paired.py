@@ -139,7 +139,8 @@ def main(argv=None) -> int:
         ap.error("give the two trees, A (before) and B (after)")
     print(f"A = {os.path.abspath(args.a)}\nB = {os.path.abspath(args.b)}\n"
           f"load average before: {os.getloadavg()[0]:.2f}\n")
-    print("| network | batch | threads | A ms | B ms | B/A median | 95% interval | B/A geomean | pairs | max rel diff |")
+    print("| network | batch | threads | A ms | B ms | B/A median | 95% interval | B/A geomean | pairs "
+          "| max rel diff |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for net in args.nets:
         print(compare(args.a, args.b, net, args), flush=True)
