@@ -34,7 +34,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from kernels import aligned_zeros
+from kernels import aligned_empty, aligned_zeros
 from kernels.cpu.common import JIT, PJIT, act_bounds, act_rows, is_smooth
 from kernels.cpu.conv.geometry import WinogradGeom
 from kernels.cpu.conv.tile import MR, NR, register_tile
@@ -60,11 +60,12 @@ def transform_weights(kernel):
     nb = -(-cout // NR)
     kron = np.kron(_G, _G)
     taps = kernel.reshape(9, cin, cout)
-    u = aligned_zeros((nb, POINTS, cin, NR))
+    u = aligned_empty((nb, POINTS, cin, NR))
     for b in range(nb):
         c0, c1 = b * NR, min(cout, b * NR + NR)
         block = kron @ taps[:, :, c0:c1].reshape(9, -1).astype(np.float64)
         u[b, :, :, :c1 - c0] = block.reshape(POINTS, cin, c1 - c0)
+        u[b, :, :, c1 - c0:] = 0.0      # only the last block has padded channels: no zero-fill of the rest
     return u
 
 
