@@ -75,10 +75,13 @@ if "NUMBA_OPT" not in _os.environ:
 _numba.config.CACHE_DIR = _versioned_cache_dir()
 
 # processes sharing the cache (a network compiled by several, Dask workers on one folder) must not
-# interleave their saves of one function's index (``cache.install_save_lock``)
+# interleave their saves of one function's index (``cache.install_save_lock``); loading a cached kernel
+# skips the compiler's registries (``cache.install_lazy_load``: ~0.4 s of a warm start)
+from kernels.cpu.cache import install_lazy_load as _install_lazy_load  # noqa: E402
 from kernels.cpu.cache import install_save_lock as _install_save_lock  # noqa: E402
 
 _install_save_lock()
+_install_lazy_load()
 
 
 def _threadsafe_layer() -> bool:

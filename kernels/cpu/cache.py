@@ -19,7 +19,8 @@ import time
 
 import numba
 
-__all__ = ["Claimed", "cache_dir", "cache_files", "claiming", "install_save_lock", "is_cold", "prune", "stale_dirs"]
+__all__ = ["Claimed", "cache_dir", "cache_files", "claiming", "install_lazy_load", "install_save_lock", "is_cold",
+           "prune", "stale_dirs"]
 
 
 def cache_dir() -> str:
@@ -124,6 +125,44 @@ def install_save_lock() -> bool:
     setattr(locked_save, _LOCKED_SAVE, True)
     locked_save.__wrapped__ = save
     IndexDataCacheFile.save = locked_save
+    return True
+
+
+# ---------------------------------------------------------------------------------------------------
+# Loading without the compiler's set-up. Before loading a cached entry Numba "refreshes" its target
+# context: it imports and installs every lowering and typing registry (numpy's array maths, which
+# imports scipy.linalg to look for BLAS, random generators, typed containers, ...), 0.4-0.5 s of
+# every warm start here, although rebuilding an entry from its machine code only needs the NRT's
+# symbols. ``install_lazy_load`` makes the cache load do just that; a compilation still refreshes
+# the context itself first (Numba's compiler pipeline does so on creation), so a process that loads
+# some kernels and then compiles others gets the registries at its first compilation.
+
+_LAZY_LOAD = "_kernelnets_lazy"
+
+
+def install_lazy_load() -> bool:
+    """Make Numba's cache load initialise only the NRT instead of the whole target context (once);
+    whether it is installed (False on a Numba without these internals: its own load stays)."""
+    try:
+        from numba.core.caching import Cache
+        from numba.core.runtime import rtsys
+    except ImportError:
+        return False
+    load = Cache.load_overload
+    if getattr(load, _LAZY_LOAD, False):
+        return True
+    if not hasattr(Cache, "_load_overload") or not hasattr(Cache, "_guard_against_spurious_io_errors"):
+        return False
+
+    def lazy_load_overload(self, sig, target_context):
+        rtsys.initialize(target_context)         # the NRT functions and symbols cached code links to
+        with self._guard_against_spurious_io_errors():
+            return self._load_overload(sig, target_context)
+        return None                              # (the guard swallowed an I/O error: not cached)
+
+    setattr(lazy_load_overload, _LAZY_LOAD, True)
+    lazy_load_overload.__wrapped__ = load
+    Cache.load_overload = lazy_load_overload
     return True
 
 
