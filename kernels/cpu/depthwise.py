@@ -42,7 +42,7 @@ from types import SimpleNamespace
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
 
 from kernels import ACT_NONE, ACT_RELU, ACT_RELU6, aligned_copy, aligned_zeros, conv_output_size
 from kernels.cpu.common import (
@@ -56,7 +56,8 @@ from kernels.cpu.common import (
     thread_chunks,
     use_parallel,
 )
-from kernels.cpu.stack import raw_view, stack_tile
+from kernels.cpu.native import array1d, item_address
+from kernels.cpu.stack import call_native, raw_view, stack_tile
 
 
 @njit(**JIT)
@@ -108,13 +109,14 @@ def _dw_generic_par(x, w, b, out, sh, sw, pt, pl, mult, act, c0, step, nchunk):
 _u = np.uint64   # an index that is not wraparound-checked: see _dw3x3_tiles
 
 
-@njit(inline="always")
+@njit(**JIT)
 def _ia(v, IA):
     """The activation applied to an input as it is loaded (IA, a constant: None, relu or relu6):
     Xception's ReLU before each separable conv, whose input is also the un-activated residual,
-    costs no pass of its own. Padding stays zero (relu(0) = 0). Three branches, not apply_act's
-    ten: it is inlined at every load of the tiles, and Numba's inlining copies the callee's IR
-    each time (compile time grows with callee size x call sites)."""
+    costs no pass of its own. Padding stays zero (relu(0) = 0). An ordinary call that LLVM inlines
+    at each of the tiles' loads (the tile keeps its 36 zmm FMAs): Numba's own inlining
+    (``inline="always"``) copied the callee's IR per call site, compile time growing with callee
+    size x call sites."""
     if IA == ACT_RELU:
         return max(v, np.float32(0.0))
     if IA == ACT_RELU6:
@@ -295,7 +297,8 @@ _SPECIALISED = {}
 def _specialised(kh, kw, sw):
     """Serial and parallel drivers with the window size (and, for 3x3 tiles, the stride) baked in as
     constants: each is one call of ``dw_rows_window`` per thread's run of work items, with the same
-    argument types, so both use the same compiled specialisation of it.
+    argument types, so both use the same compiled specialisation of it, and both call it through its
+    address (their last argument; ``stack.call_native``) rather than compiling it in again.
 
     The closures capture only ints: Numba's on-disk cache keys a closure by its cell contents, and
     a captured dispatcher pickles with a per-process uuid (a fresh key, a recompile and a growing
@@ -308,28 +311,48 @@ def _specialised(kh, kw, sw):
     KH, KW = kh, kw
 
     @njit(**JIT)
-    def rows_fn(x, wvar, vslot, b, out, sh, sw, pt, pl, act, c0, threads):
+    def rows_fn(x, wvar, vslot, b, out, sh, sw, pt, pl, act, c0, threads, window):
         n, h, wd, c = x.shape
         oh, ow, ostride = out.shape[1], out.shape[2], out.shape[3]
         items = n * oh * ((c + TQ - 1) // TQ)
         xf, wf, bf, of = raw_view(x, 0), raw_view(wvar, 0), raw_view(b, 0), raw_view(out, 0)
         for k in range(threads):
-            dw_rows_window(xf, h, wd, c, wf, vslot, bf, of, oh, ow, ostride, KH, KW, SW, 0, sh, sw, pt, pl, act,
-                           c0, np.int64(0), n * oh, np.int64(0), k * items // threads, (k + 1) * items // threads)
+            call_native(window, dw_rows_window, xf, h, wd, c, wf, vslot, bf, of, oh, ow, ostride, KH, KW, SW, 0, sh,
+                        sw, pt, pl, act, c0, np.int64(0), n * oh, np.int64(0), k * items // threads,
+                        (k + 1) * items // threads)
 
     @njit(**PJIT)
-    def par_fn(x, wvar, vslot, b, out, sh, sw, pt, pl, act, c0, threads):
+    def par_fn(x, wvar, vslot, b, out, sh, sw, pt, pl, act, c0, threads, window):
         n, h, wd, c = x.shape
         oh, ow, ostride = out.shape[1], out.shape[2], out.shape[3]
         items = n * oh * ((c + TQ - 1) // TQ)
         xf, wf, bf, of = raw_view(x, 0), raw_view(wvar, 0), raw_view(b, 0), raw_view(out, 0)
         for kk in prange(threads):
             k = np.int64(kk)        # int64 as in rows_fn: one specialisation of dw_rows_window
-            dw_rows_window(xf, h, wd, c, wf, vslot, bf, of, oh, ow, ostride, KH, KW, SW, 0, sh, sw, pt, pl, act,
-                           c0, np.int64(0), n * oh, np.int64(0), k * items // threads, (k + 1) * items // threads)
+            call_native(window, dw_rows_window, xf, h, wd, c, wf, vslot, bf, of, oh, ow, ostride, KH, KW, SW, 0, sh,
+                        sw, pt, pl, act, c0, np.int64(0), n * oh, np.int64(0), k * items // threads,
+                        (k + 1) * items // threads)
 
-    _SPECIALISED[key] = (rows_fn, par_fn)
-    return rows_fn, par_fn
+    _SPECIALISED[key] = (rows_fn, par_fn, window_types(KH, KW, SW, 0))
+    return _SPECIALISED[key]
+
+
+_WINDOW_TYPES = {}
+
+
+def window_types(kh, kw, sw, ia):
+    """The argument types of ``dw_rows_window`` as the drivers call it (window, stride and input
+    activation as literals), given the type of ``vslot``: for ``item_address``. One function per
+    combination (``item_address`` memoises by it)."""
+    key = (kh, kw, sw, ia)
+    if key not in _WINDOW_TYPES:
+        lits = tuple(types.literal(v) for v in key)
+
+        def make(vslot):
+            return ((array1d,) + (types.int64,) * 3 + (array1d, vslot, array1d, array1d) + (types.int64,) * 3 + lits
+                    + (types.int64,) * 11)
+        _WINDOW_TYPES[key] = make
+    return _WINDOW_TYPES[key]
 
 
 def edge_weights(w, h, wd, stride, pt, pl, oh, ow):
@@ -387,11 +410,12 @@ def depthwise_conv2d(x, packed, out, stride, pad, act=None, out_c0=0):
         if edges is None:
             edges = packed.edges[key] = edge_weights(packed.w, h, w, (sh, sw), pt, pl, oh, ow)
         wvar, vslot = edges
-        rows_fn, par_fn = _specialised(packed.kh, packed.kw, sw)
+        rows_fn, par_fn, make_types = _specialised(packed.kh, packed.kw, sw)
+        window = item_address(dw_rows_window, make_types, vslot)
         if parallel:
-            par_fn(x, wvar, vslot, packed.b, out, sh, sw, pt, pl, code, c0, numba.get_num_threads())
+            par_fn(x, wvar, vslot, packed.b, out, sh, sw, pt, pl, code, c0, numba.get_num_threads(), window)
         else:
-            rows_fn(x, wvar, vslot, packed.b, out, sh, sw, pt, pl, code, c0, 1)
+            rows_fn(x, wvar, vslot, packed.b, out, sh, sw, pt, pl, code, c0, 1, window)
     elif parallel:
         _dw_generic_par(x, packed.w, packed.b, out, sh, sw, pt, pl, packed.mult, code, c0,
                         *thread_chunks(rows, per_thread=4))

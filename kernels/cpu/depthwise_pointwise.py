@@ -36,19 +36,20 @@ from typing import NamedTuple
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
 
 from kernels import aligned_empty, aligned_zeros, conv_output_size, current_workspace
 from kernels.cpu import depthwise as dwk
 from kernels.cpu.common import CLAMP_ACTIVATIONS, JIT, NO_RESIDUAL, PJIT, epilogue_code
 from kernels.cpu.conv import dispatch
 from kernels.cpu.conv.dispatch import SERIAL_FLOPS, ConvPlan, conv2d, pack_conv2d, plannable, streams_output
-from kernels.cpu.conv.drivers import work_item
+from kernels.cpu.conv.drivers import work_item, work_item_address
 from kernels.cpu.conv.geometry import ConvGeom
 from kernels.cpu.conv.tile import MR
 from kernels.cpu.depthwise import TQ, depthwise_conv2d, dw_rows_window, pack_depthwise
 from kernels.cpu.elementwise import activation
-from kernels.cpu.stack import raw_view
+from kernels.cpu.native import array1d, geom_type, item_address
+from kernels.cpu.stack import call_native, raw_view
 
 BLOCK_PIXELS = 256      # output pixels per row block (at least one row): 128 and 64 ran 5-10% slower on 147-wide maps
 ROWS_PER_THREAD = 24     # below this many rows per thread, blocks split at pixels, not rows
@@ -73,12 +74,13 @@ class FusedGeom(NamedTuple):
 
 @njit(**JIT)
 def _fused_item(blk, xf, h, wd, c, wall, vslot, dbf, wr, nfull, rw, br, outr, resr, ostride, s, fg, dact, act,
-                has_res, KH, KW, SW, IA):
+                has_res, KH, KW, SW, IA, window, item):
     """Row block ``blk``: its depthwise part into the panel ``s``, then the 1x1 convolution of the
     block's pixels for every output-channel block. KH, KW, SW, IA arrive as constants (literal
     specialisations, as for ``dw_rows_window``, which gets them as such); both drivers call it, so it
     compiles once, and it calls the compiled ``dw_rows_window`` and ``work_item`` that the plain
-    depthwise and 1x1 layers use."""
+    depthwise and 1x1 layers use, through their addresses ``window`` and ``item``
+    (``stack.call_native``: their code is not compiled into this function again)."""
     ow, unit, nblk = fg.ow, fg.unit, fg.n_blocks
     # blocks of whole units (``unit`` pixels: a row, or one pixel on maps of few rows) whose sizes
     # differ by at most one unit; the depthwise part computes the whole rows a block touches (a row
@@ -89,9 +91,9 @@ def _fused_item(blk, xf, h, wd, c, wall, vslot, dbf, wr, nfull, rw, br, outr, re
     r0 = p0 // ow
     r1 = (p1 + ow - 1) // ow
     npix = p1 - p0
-    dw_rows_window(xf, h, wd, c, wall, vslot, dbf, s, fg.oh, ow, c, KH, KW, SW, IA, fg.stride_h, fg.stride_w,
-                   fg.pad_top, fg.pad_left, dact, np.int64(0), r0, r1, r0, np.int64(0),
-                   (r1 - r0) * ((c + TQ - 1) // TQ))
+    call_native(window, dw_rows_window, xf, h, wd, c, wall, vslot, dbf, s, fg.oh, ow, c, KH, KW, SW, IA, fg.stride_h,
+                fg.stride_w, fg.pad_top, fg.pad_left, dact, np.int64(0), r0, r1, r0, np.int64(0),
+                (r1 - r0) * ((c + TQ - 1) // TQ))
     # the 1x1 convolution over the block's pixels of the panel: an unpadded "image" of npix pixels
     cout = fg.cout
     one = np.int64(1)       # int64, not a literal: the ConvGeom type of conv2d's drivers, one work_item
@@ -101,7 +103,8 @@ def _fused_item(blk, xf, h, wd, c, wall, vslot, dbf, wr, nfull, rw, br, outr, re
     o = raw_view(outr, p0 * ostride)
     rs = raw_view(resr, p0 * cout) if has_res else resr
     for cb in range(nfull + (1 if rw > 0 else 0)):
-        work_item(sp, wr, br, o, rs, ostride, g, act, has_res, nfull, rw, cb, np.int64(0), (npix + MR - 1) // MR)
+        call_native(item, work_item, sp, wr, br, o, rs, ostride, g, act, has_res, nfull, rw, cb, np.int64(0),
+                    (npix + MR - 1) // MR)
 
 
 def _fused_kernels(kh, kw, sw, ia):
@@ -116,29 +119,39 @@ def _fused_kernels(kh, kw, sw, ia):
     KH, KW = kh, kw
 
     @njit(**PJIT)
-    def fused_par(x, wvar, vslot, db, wf, nfull, rw, bias, out2, res2, scratch, geo, dact, act, has_res):
+    def fused_par(x, wvar, vslot, db, wf, nfull, rw, bias, out2, res2, scratch, geo, dact, act, has_res, item, window,
+                  work):
         fg = FusedGeom(*geo)
         h, wd, c = x.shape[1], x.shape[2], x.shape[3]
         xf, wall, dbf = raw_view(x, 0), raw_view(wvar, 0), raw_view(db, 0)
         wr, br, outr, resr = raw_view(wf, 0), raw_view(bias, 0), raw_view(out2, 0), raw_view(res2, 0)
         for blk in prange(fg.n_blocks):
             s = raw_view(scratch[numba.get_thread_id()], 0)
-            _fused_item(np.int64(blk), xf, h, wd, c, wall, vslot, dbf, wr, nfull, rw, br, outr, resr, out2.shape[1], s,
-                        fg, dact, act, has_res, KH, KW, SW, IA)
+            call_native(item, _fused_item, np.int64(blk), xf, h, wd, c, wall, vslot, dbf, wr, nfull, rw, br, outr,
+                        resr, out2.shape[1], s, fg, dact, act, has_res, KH, KW, SW, IA, window, work)
 
     @njit(**JIT)
-    def fused_serial(x, wvar, vslot, db, wf, nfull, rw, bias, out2, res2, scratch, geo, dact, act, has_res):
+    def fused_serial(x, wvar, vslot, db, wf, nfull, rw, bias, out2, res2, scratch, geo, dact, act, has_res, item,
+                     window, work):
         fg = FusedGeom(*geo)
         h, wd, c = x.shape[1], x.shape[2], x.shape[3]
         xf, wall, dbf = raw_view(x, 0), raw_view(wvar, 0), raw_view(db, 0)
         wr, br, outr, resr = raw_view(wf, 0), raw_view(bias, 0), raw_view(out2, 0), raw_view(res2, 0)
         for blk in range(fg.n_blocks):
             s = raw_view(scratch[0], 0)
-            _fused_item(np.int64(blk), xf, h, wd, c, wall, vslot, dbf, wr, nfull, rw, br, outr, resr, out2.shape[1], s,
-                        fg, dact, act, has_res, KH, KW, SW, IA)
+            call_native(item, _fused_item, np.int64(blk), xf, h, wd, c, wall, vslot, dbf, wr, nfull, rw, br, outr,
+                        resr, out2.shape[1], s, fg, dact, act, has_res, KH, KW, SW, IA, window, work)
 
-    _FUSED[key] = (fused_par, fused_serial)
-    return fused_par, fused_serial
+    lits = tuple(types.literal(v) for v in (KH, KW, SW, IA))
+
+    def item_types(vslot):
+        """``_fused_item``'s argument types as both drivers pass them (for ``item_address``)."""
+        return ((types.int64, array1d) + (types.int64,) * 3 + (array1d, vslot, array1d, array1d) + (types.int64,) * 2
+                + (array1d,) * 3 + (types.int64, array1d, geom_type(FusedGeom), types.int64, types.int64, types.boolean)
+                + lits + (types.int64, types.int64))
+
+    _FUSED[key] = (fused_par, fused_serial, item_types, dwk.window_types(KH, KW, SW, IA))
+    return _FUSED[key]
 
 
 def pack_depthwise_pointwise(dw_kernel, dw_bias, kernel, bias):
@@ -218,10 +231,11 @@ def depthwise_pointwise(x, packed, out, dw_stride, dw_pad, dw_act=None, act=None
     # the compiled driver reads it as a FusedGeom again
     geo = tuple(FusedGeom(stride_h=sh, stride_w=sw, pad_top=pt, pad_left=pl, oh=oh, ow=ow, rows=rows,
                           n_blocks=nblocks, cout=cout, out_c0=int(out_c0), unit=unit, stream=stream))
-    fused_par, fused_serial = _fused_kernels(dw.kh, dw.kw, sw, epilogue_code(in_act))
+    fused_par, fused_serial, item_types, window_types = _fused_kernels(dw.kh, dw.kw, sw, epilogue_code(in_act))
     packed.variant = f"{dw.fast}+{pw.direct_variant}"
     args = (x, edges[0], edges[1], dw.b, pw.weights, pw.nfull, pw.rw, pw.bias, out2, res2, scratch, geo,
-            epilogue_code(dw_act), epilogue_code(act), has_res)
+            epilogue_code(dw_act), epilogue_code(act), has_res, item_address(_fused_item, item_types, edges[1]),
+            item_address(dw_rows_window, window_types, edges[1]), work_item_address())
     fn = fused_serial if threads == 1 else fused_par
     if plannable(x, out, residual):     # the plan holds the buffers: one set a layer
         ws.plans[id(packed)] = (packed, ConvPlan(x, out, residual, key, None, packed.variant, fn, args))

@@ -12,11 +12,12 @@ Bench: ``python bench/bench_kernels.py`` (ResNet's 3x3/2 max pool, Inception's 3
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
 
 from kernels import conv_output_size
 from kernels.cpu.common import JIT, PJIT, thread_chunks, use_parallel
-from kernels.cpu.stack import raw_view
+from kernels.cpu.native import item_address
+from kernels.cpu.stack import call_native, raw_view
 
 # Windows with a compiled interior (the ones real networks use); others run the generic rows.
 SPECIALISED_WINDOWS = {(2, 2), (3, 3)}
@@ -125,18 +126,25 @@ def _specialised(kh, kw):
     KH, KW = kh, kw
 
     @njit(**JIT)
-    def rows_fn(x, out, kh, kw, sh, sw, pt, pl, mode, c0, r0, r1):
-        _pool_rows_window(x, out, KH, KW, sh, sw, pt, pl, mode, c0, r0, r1)
+    def rows_fn(x, out, kh, kw, sh, sw, pt, pl, mode, c0, r0, r1, window):
+        call_native(window, _pool_rows_window, x, out, KH, KW, sh, sw, pt, pl, mode, c0, r0, r1)
 
     @njit(**PJIT)
-    def par_fn(x, out, kh, kw, sh, sw, pt, pl, mode, c0, step, nchunk):
+    def par_fn(x, out, kh, kw, sh, sw, pt, pl, mode, c0, step, nchunk, window):
         rows = out.shape[0] * out.shape[1]
         for kk in prange(nchunk):
             k = np.int64(kk)        # int64 as rows_fn's r0, r1: one specialisation of _pool_rows_window
-            _pool_rows_window(x, out, KH, KW, sh, sw, pt, pl, mode, c0, k * step, min(rows, (k + 1) * step))
+            call_native(window, _pool_rows_window, x, out, KH, KW, sh, sw, pt, pl, mode, c0, k * step,
+                        min(rows, (k + 1) * step))
 
-    _SPECIALISED[(kh, kw)] = (rows_fn, par_fn)
-    return rows_fn, par_fn
+    lits = (types.literal(KH), types.literal(KW))
+
+    def window_types(x, out):
+        """``_pool_rows_window``'s argument types as both drivers pass them (for ``item_address``)."""
+        return (x, out) + lits + (types.int64,) * 8
+
+    _SPECIALISED[(kh, kw)] = (rows_fn, par_fn, window_types)
+    return _SPECIALISED[(kh, kw)]
 
 
 def _pool(x, out, pool, stride, pad, mode, out_c0):
@@ -152,11 +160,19 @@ def _pool(x, out, pool, stride, pad, mode, out_c0):
     rows = n * oh
     # the constant-window kernels write ``out`` through flat views: a C-contiguous ``out`` only
     fast = (kh, kw) in SPECIALISED_WINDOWS and out.flags.c_contiguous
-    rows_fn, par_fn = _specialised(kh, kw) if fast else (_pool_rows, _pool_par)
-    if use_parallel(4 * (x.size + n * oh * ow * c)) and rows > 1:
-        par_fn(x, out, kh, kw, sh, sw, pt, pl, mode, int(out_c0), *thread_chunks(rows, per_thread=4))
+    parallel = use_parallel(4 * (x.size + n * oh * ow * c)) and rows > 1
+    if not fast:
+        if parallel:
+            _pool_par(x, out, kh, kw, sh, sw, pt, pl, mode, int(out_c0), *thread_chunks(rows, per_thread=4))
+        else:
+            _pool_rows(x, out, kh, kw, sh, sw, pt, pl, mode, int(out_c0), 0, rows)
+        return
+    rows_fn, par_fn, window_types = _specialised(kh, kw)
+    window = item_address(_pool_rows_window, window_types, x, out)
+    if parallel:
+        par_fn(x, out, kh, kw, sh, sw, pt, pl, mode, int(out_c0), *thread_chunks(rows, per_thread=4), window)
     else:
-        rows_fn(x, out, kh, kw, sh, sw, pt, pl, mode, int(out_c0), 0, rows)
+        rows_fn(x, out, kh, kw, sh, sw, pt, pl, mode, int(out_c0), 0, rows, window)
 
 
 def max_pool2d(x, out, pool, stride, pad, out_c0=0):

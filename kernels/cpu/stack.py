@@ -114,3 +114,36 @@ def raw_view(typingctx, arr, start):
         return ary._getvalue()
 
     return resty(arr, types.intp), codegen
+
+
+@intrinsic(prefer_literal=True)
+def call_native(typingctx, addr, fn, *args):
+    """``fn(*args)`` through ``addr``, the address of ``fn``'s compiled code for the types of ``args``
+    (``kernels.cpu.native.native_address``), with Numba's calling convention.
+
+    A plain call links ``fn``'s code (and everything it calls) into the caller, where LLVM optimises
+    and emits it again: a parallel driver twice, as its outlined loop body and itself. Through the
+    address the caller holds a call instruction only. ``fn`` is typed for ``args`` here (which
+    compiles it, or loads it from the cache, as a plain call would) so that a call that could not
+    be compiled fails at typing; exceptions raised in ``fn`` propagate as from a plain call.
+    Constants among ``args`` are typed as literals, as a plain call types them (a window size
+    captured by a driver's closure): ``fn``'s code is then specialised on their values.
+    """
+    if not (isinstance(addr, types.Integer) and isinstance(fn, types.Dispatcher)):
+        return None
+    argtys = tuple(args)
+    fn.get_call_type(typingctx, argtys, {})
+    from kernels.cpu.native import TYPED
+
+    TYPED.add((fn.dispatcher, argtys))
+
+    def codegen(context, builder, sig, llargs):
+        fnty = context.call_conv.get_function_type(types.none, argtys)
+        callee = builder.inttoptr(llargs[0], fnty.as_pointer())
+        vals = cgutils.unpack_tuple(builder, llargs[2], len(argtys))     # (the star-args arrive as one tuple)
+        status, _ = context.call_conv.call_function(builder, callee, types.none, argtys, vals)
+        with cgutils.if_unlikely(builder, status.is_error):
+            context.call_conv.return_status_propagate(builder, status)
+        return context.get_dummy_value()
+
+    return types.none(addr, fn, types.StarArgTuple.from_types(argtys)), codegen

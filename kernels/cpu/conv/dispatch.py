@@ -13,7 +13,7 @@ import numpy as np
 from kernels import aligned_empty, aligned_zeros, conv_output_size, current_workspace
 from kernels.cpu.common import CLAMP_ACTIVATIONS, NO_RESIDUAL, epilogue_code
 from kernels.cpu.conv import winograd as wino
-from kernels.cpu.conv.drivers import conv_tiles_parallel, conv_tiles_serial
+from kernels.cpu.conv.drivers import conv_tiles_parallel, conv_tiles_serial, work_item_address
 from kernels.cpu.conv.geometry import ConvGeom, WinogradGeom
 from kernels.cpu.conv.narrow import NARROW_MR
 from kernels.cpu.conv.tile import NR
@@ -152,7 +152,9 @@ def conv2d(x, packed, out, stride, pad, act=None, residual=None, out_c0=0):
     # a layer with few pixels but a large weight matrix (the 1x1 classifier on a 1x1 map) is bound by
     # streaming its weights: two cores stream them ~2x faster although the FLOPs are few
     small = 2 * pixels * kh * kw * cin * cout < SERIAL_FLOPS and packed.weights.nbytes < SERIAL_WEIGHT_BYTES
-    fn, args = (conv_tiles_serial, args) if threads == 1 or small else (conv_tiles_parallel, args + (threads,))
+    item = work_item_address()
+    fn, args = (conv_tiles_serial, args + (item,)) if threads == 1 or small else (conv_tiles_parallel,
+                                                                                 args + (threads, item))
     if plannable(xp, out, residual):     # kept for the next call (it holds the buffers: one set a layer)
         plans[id(packed)] = (packed, ConvPlan(x, out, residual, key, None if xp is x else pad, packed.variant, fn,
                                               args))
@@ -202,4 +204,5 @@ def conv2d_winograd(x, packed, out, pad, act, residual, out_c0, threads):
     has_res = residual is not None
     args = (xp, packed.wino_weights, packed.bias, out, residual if has_res else _NO_RESIDUAL4, geom,
             epilogue_code(act), has_res, scratch.v, scratch.m, scratch.tmp, scratch.s, vall)
-    wino.winograd_conv(*args)
+    items = wino.driver_items(*args[:5], *args[8:])
+    wino.winograd_conv(*args, items)

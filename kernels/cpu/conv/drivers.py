@@ -6,13 +6,14 @@ the full blocks packed [nfull, kh, kw * cin, 64], then the narrow one [kh, kw * 
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
 
 from kernels.cpu.common import JIT, PJIT
 from kernels.cpu.conv.geometry import ConvGeom
 from kernels.cpu.conv.narrow import narrow_item
 from kernels.cpu.conv.tile import MC, MR, NR, row_tile, tile_item
-from kernels.cpu.stack import raw_view
+from kernels.cpu.native import array1d, geom_type, native_address
+from kernels.cpu.stack import call_native, raw_view
 
 
 @njit(**JIT)
@@ -45,8 +46,17 @@ def work_item(xr, wr, br, outr, resr, ostride, g, act, has_res, nfull, rw, cb, l
         tile_item(xr, wr, br, outr, resr, ostride, g, act, has_res, cb, lo, hi)
 
 
+# work_item's argument types as both drivers pass them (the address they call is for these)
+WORK_ITEM_TYPES = (array1d,) * 5 + (types.int64, geom_type(ConvGeom), types.int64, types.boolean) + (types.int64,) * 5
+
+
+def work_item_address() -> np.int64:
+    """The compiled ``work_item`` the drivers call (their last argument)."""
+    return native_address(work_item, WORK_ITEM_TYPES)
+
+
 @njit(**PJIT)
-def conv_tiles_parallel(xf, wf, nfull, rw, bias, out2, res2, geom, act, has_res, threads):
+def conv_tiles_parallel(xf, wf, nfull, rw, bias, out2, res2, geom, act, has_res, threads, item):
     """Work item = (block of <= MC tiles, channel block): the weight panel of a channel block is
     reused across the block's tiles while it is hot in L1/L2. Block mb covers tiles
     [mb * nmt // nmb, (mb + 1) * nmt // nmb), so block sizes differ by at most one tile and both
@@ -61,12 +71,12 @@ def conv_tiles_parallel(xf, wf, nfull, rw, bias, out2, res2, geom, act, has_res,
     for t in prange(nmb * nb):
         mb = np.int64(t) // nb      # int64 as in the serial driver: one work_item specialisation
         cb = t - mb * nb
-        work_item(xr, wr, br, outr, resr, ostride, g, act, has_res, nfull, rw, cb, mb * nmt // nmb,
-                  (mb + 1) * nmt // nmb)
+        call_native(item, work_item, xr, wr, br, outr, resr, ostride, g, act, has_res, nfull, rw, cb,
+                    mb * nmt // nmb, (mb + 1) * nmt // nmb)
 
 
 @njit(**JIT)
-def conv_tiles_serial(xf, wf, nfull, rw, bias, out2, res2, geom, act, has_res):
+def conv_tiles_serial(xf, wf, nfull, rw, bias, out2, res2, geom, act, has_res, item):
     """The same loop on the calling thread, for layers too small to pay the fork/join."""
     g = ConvGeom(*geom)
     nmt = (g.pixels + MR - 1) // MR
@@ -76,5 +86,5 @@ def conv_tiles_serial(xf, wf, nfull, rw, bias, out2, res2, geom, act, has_res):
     xr, wr, br, outr, resr = raw_view(xf, 0), raw_view(wf, 0), raw_view(bias, 0), raw_view(out2, 0), raw_view(res2, 0)
     for mb in range(nmb):
         for cb in range(nb):
-            work_item(xr, wr, br, outr, resr, ostride, g, act, has_res, nfull, rw, cb, mb * MC,
-                      min(nmt, mb * MC + MC))
+            call_native(item, work_item, xr, wr, br, outr, resr, ostride, g, act, has_res, nfull, rw, cb,
+                        mb * MC, min(nmt, mb * MC + MC))

@@ -32,13 +32,14 @@ Timings against the direct kernel per layer shape: bench/RESULTS.md.
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
 
 from kernels import aligned_empty, aligned_zeros
 from kernels.cpu.common import JIT, PJIT, act_bounds, act_rows, is_smooth
 from kernels.cpu.conv.geometry import WinogradGeom
 from kernels.cpu.conv.tile import MR, NR, register_tile
-from kernels.cpu.stack import raw_view
+from kernels.cpu.native import geom_type, item_address
+from kernels.cpu.stack import call_native, raw_view
 
 TILE = 4                # output pixels per tile side
 ALPHA = TILE + 2        # input patch side (6)
@@ -277,10 +278,10 @@ def _output_transform(m, s, out, res, bias, t0, count, cb, g, act, has_res):
 
 
 @njit(**JIT)
-def _block_item(xp, u, bias, out, res, g, act, has_res, item, v, m, tmp, s, vall):
+def _block_item(xp, u, bias, out, res, g, act, has_res, item, v, m, tmp, s, vall, transform):
     """Work item ``item``: one tile block x one group of output-channel blocks. A call (as is
-    ``_input_transform``), not inlined into the prange bodies: parfor passes over inlined bodies
-    took most of a cold start's compile time."""
+    ``_input_transform``, at the address ``transform``), not inlined into the prange bodies: parfor
+    passes over inlined bodies took most of a cold start's compile time."""
     ng = g.groups
     nb = u.shape[0]
     mb = item // ng
@@ -288,7 +289,7 @@ def _block_item(xp, u, bias, out, res, g, act, has_res, item, v, m, tmp, s, vall
     t0, count = block_range(mb, g.n_tiles, g.n_blocks)
     shared = ng > 1
     if not shared:
-        _input_transform(xp, v, tmp, t0, np.int64(0), count, g.tiles_h, g.tiles_w)
+        call_native(transform, _input_transform, xp, v, tmp, t0, np.int64(0), count, g.tiles_h, g.tiles_w)
     per = (nb + ng - 1) // ng
     cin = v.shape[2]
     tb = v.shape[1]
@@ -310,23 +311,44 @@ def _block_item(xp, u, bias, out, res, g, act, has_res, item, v, m, tmp, s, vall
 
 
 @njit(**PJIT)
-def winograd_conv(xp, u, bias, out, res, geom, act, has_res, vs, ms, tmps, ss, vall):
+def winograd_conv(xp, u, bias, out, res, geom, act, has_res, vs, ms, tmps, ss, vall, items):
     """One compiled driver for any thread count (a serial twin compiled apart contracts the
     transforms into FMAs differently, and 1- and 2-thread results should agree bit for bit).
     With output channels split into ng > 1 groups (few tiles), the input transform runs first as
     its own parallel loop into the shared ``vall`` [36, tiles + TB, cin]: each group's work item
     would otherwise transform the same tiles again (ResNet50's 14x14 layers: 16 tiles, 2 groups).
-    ``geom``: a ``WinogradGeom`` as a plain tuple."""
+    ``geom``: a ``WinogradGeom`` as a plain tuple. ``items``: the addresses of the compiled
+    ``_input_transform`` and ``_block_item``, and of the ``_input_transform`` that ``_block_item``
+    calls (``driver_items``), called through them so that no function compiles another's code
+    again (``stack.call_native``)."""
     g = WinogradGeom(*geom)
     n_items = g.n_blocks * g.groups
     if g.groups > 1:
         th, tw = g.tiles_h, g.tiles_w
         for t in prange(g.n_tiles):
             tid = numba.get_thread_id()
-            _input_transform(xp, vall, tmps[tid], np.int64(0), t, t + 1, th, tw)
+            call_native(items[0], _input_transform, xp, vall, tmps[tid], np.int64(0), np.int64(t), np.int64(t + 1),
+                        th, tw)
     for item in prange(n_items):
         tid = numba.get_thread_id()
-        _block_item(xp, u, bias, out, res, g, act, has_res, item, vs[tid], ms[tid], tmps[tid], ss[tid], vall)
+        call_native(items[1], _block_item, xp, u, bias, out, res, g, act, has_res, np.int64(item), vs[tid], ms[tid],
+                    tmps[tid], ss[tid], vall, items[2])
+
+
+def _transform_types(xp, vall, tmp):
+    return (xp, vall, tmp) + (types.int64,) * 5
+
+
+def _block_types(xp, u, bias, out, res, v, m, tmp, s, vall):
+    return (xp, u, bias, out, res, geom_type(WinogradGeom), types.int64, types.boolean, types.int64, v, m, tmp, s,
+            vall, types.int64)
+
+
+def driver_items(xp, u, bias, out, res, vs, ms, tmps, ss, vall) -> tuple:
+    """``winograd_conv``'s last argument for these arrays: its callees' addresses."""
+    return (item_address(_input_transform, _transform_types, xp, vall, tmps[0]),
+            item_address(_block_item, _block_types, xp, u, bias, out, res, vs[0], ms[0], tmps[0], ss[0], vall),
+            item_address(_input_transform, _transform_types, xp, vs[0], tmps[0]))
 
 
 @njit(inline="always", **JIT)
