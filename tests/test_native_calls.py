@@ -134,6 +134,13 @@ for threads in (2, 1):
     out = np.zeros((2, 48, 48, 40), np.float32)
     K.avg_pool2d(big, out, (3, 3), (1, 1), (1, 1, 1, 1), False)
     errs[f"avgpool/{threads}"] = rel(out, R.avg_pool2d(big, (3, 3), (1, 1), (1, 1, 1, 1)))
+    # dense (a classifier: weights large enough to split over the threads)
+    v = rng.standard_normal((3, 2048), dtype=np.float32)
+    w = rng.standard_normal((2048, 200), dtype=np.float32)
+    b = rng.standard_normal(200).astype(np.float32)
+    out = np.zeros((3, 200), np.float32)
+    K.dense(v, K.pack_dense(w, b), out, "relu")
+    errs[f"dense/{threads}"] = rel(out, R.dense(v, w, b, "relu"))
 print(json.dumps(dict(errs=errs, untyped=untyped_calls())))
 """
 

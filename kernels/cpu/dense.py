@@ -21,11 +21,12 @@ Bench: ``python bench/bench_kernels.py`` (VGG fc1, ResNet/Inception/MobileNet cl
 from types import SimpleNamespace
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
 
 from kernels import ACT_NONE, aligned_copy, aligned_empty, aligned_zeros
 from kernels.cpu.common import JIT, PJIT, act_code, act_span, apply_act, is_smooth, thread_chunks, use_parallel
-from kernels.cpu.stack import raw_view, stack_tile
+from kernels.cpu.native import item_address
+from kernels.cpu.stack import call_native, raw_view, stack_tile
 
 BLOCK = 64
 ROWS = 4
@@ -112,10 +113,17 @@ def _dense_blocks(x, wp, b, out, act, j0, j1):
 
 
 @njit(**PJIT)
-def _dense_par(x, wp, b, out, act, step, nchunk):
+def _dense_par(x, wp, b, out, act, step, nchunk, blocks):
+    """Chunks of column blocks over the threads, each a call of ``_dense_blocks`` through its address
+    ``blocks`` (``stack.call_native``: its code is not compiled into this driver again)."""
     nb = wp.shape[0]
-    for k in prange(nchunk):
-        _dense_blocks(x, wp, b, out, act, k * step, min(nb, (k + 1) * step))
+    for kk in prange(nchunk):
+        k = np.int64(kk)
+        call_native(blocks, _dense_blocks, x, wp, b, out, act, k * step, min(nb, (k + 1) * step))
+
+
+def _blocks_types(x, wp, b, out):
+    return (x, wp, b, out) + (types.int64,) * 3
 
 
 def pack_dense(kernel, bias):
@@ -137,6 +145,7 @@ def dense(x, packed, out, act=None):
     code = act_code(act)
     nb = packed.wp.shape[0]
     if use_parallel(packed.wp.nbytes) and nb > 1:
-        _dense_par(x, packed.wp, packed.b, out, code, *thread_chunks(nb, per_thread=4))
+        _dense_par(x, packed.wp, packed.b, out, code, *thread_chunks(nb, per_thread=4),
+                   item_address(_dense_blocks, _blocks_types, x, packed.wp, packed.b, out))
     else:
         _dense_blocks(x, packed.wp, packed.b, out, code, 0, nb)

@@ -43,7 +43,7 @@ from kernels.cpu import depthwise as dwk
 from kernels.cpu.common import CLAMP_ACTIVATIONS, JIT, NO_RESIDUAL, PJIT, epilogue_code
 from kernels.cpu.conv import dispatch
 from kernels.cpu.conv.dispatch import SERIAL_FLOPS, ConvPlan, conv2d, pack_conv2d, plannable, streams_output
-from kernels.cpu.conv.drivers import work_item, work_item_address
+from kernels.cpu.conv.drivers import work_item, work_items
 from kernels.cpu.conv.geometry import ConvGeom
 from kernels.cpu.conv.tile import MR
 from kernels.cpu.depthwise import TQ, depthwise_conv2d, dw_rows_window, pack_depthwise
@@ -74,12 +74,12 @@ class FusedGeom(NamedTuple):
 
 @njit(**JIT)
 def _fused_item(blk, xf, h, wd, c, wall, vslot, dbf, wr, nfull, rw, br, outr, resr, ostride, s, fg, dact, act,
-                has_res, KH, KW, SW, IA, window, item):
+                has_res, KH, KW, SW, IA, window, items):
     """Row block ``blk``: its depthwise part into the panel ``s``, then the 1x1 convolution of the
     block's pixels for every output-channel block. KH, KW, SW, IA arrive as constants (literal
     specialisations, as for ``dw_rows_window``, which gets them as such); both drivers call it, so it
     compiles once, and it calls the compiled ``dw_rows_window`` and ``work_item`` that the plain
-    depthwise and 1x1 layers use, through their addresses ``window`` and ``item``
+    depthwise and 1x1 layers use, through their addresses ``window`` and ``items[0]``
     (``stack.call_native``: their code is not compiled into this function again)."""
     ow, unit, nblk = fg.ow, fg.unit, fg.n_blocks
     # blocks of whole units (``unit`` pixels: a row, or one pixel on maps of few rows) whose sizes
@@ -103,8 +103,8 @@ def _fused_item(blk, xf, h, wd, c, wall, vslot, dbf, wr, nfull, rw, br, outr, re
     o = raw_view(outr, p0 * ostride)
     rs = raw_view(resr, p0 * cout) if has_res else resr
     for cb in range(nfull + (1 if rw > 0 else 0)):
-        call_native(item, work_item, sp, wr, br, o, rs, ostride, g, act, has_res, nfull, rw, cb, np.int64(0),
-                    (npix + MR - 1) // MR)
+        call_native(items[0], work_item, sp, wr, br, o, rs, ostride, g, act, has_res, nfull, rw, cb, np.int64(0),
+                    (npix + MR - 1) // MR, items)
 
 
 def _fused_kernels(kh, kw, sw, ia):
@@ -148,7 +148,7 @@ def _fused_kernels(kh, kw, sw, ia):
         """``_fused_item``'s argument types as both drivers pass them (for ``item_address``)."""
         return ((types.int64, array1d) + (types.int64,) * 3 + (array1d, vslot, array1d, array1d) + (types.int64,) * 2
                 + (array1d,) * 3 + (types.int64, array1d, geom_type(FusedGeom), types.int64, types.int64, types.boolean)
-                + lits + (types.int64, types.int64))
+                + lits + (types.int64, types.UniTuple(types.int64, 3)))
 
     _FUSED[key] = (fused_par, fused_serial, item_types, dwk.window_types(KH, KW, SW, IA))
     return _FUSED[key]
@@ -235,7 +235,7 @@ def depthwise_pointwise(x, packed, out, dw_stride, dw_pad, dw_act=None, act=None
     packed.variant = f"{dw.fast}+{pw.direct_variant}"
     args = (x, edges[0], edges[1], dw.b, pw.weights, pw.nfull, pw.rw, pw.bias, out2, res2, scratch, geo,
             epilogue_code(dw_act), epilogue_code(act), has_res, item_address(_fused_item, item_types, edges[1]),
-            item_address(dw_rows_window, window_types, edges[1]), work_item_address())
+            item_address(dw_rows_window, window_types, edges[1]), work_items())
     fn = fused_serial if threads == 1 else fused_par
     if plannable(x, out, residual):     # the plan holds the buffers: one set a layer
         ws.plans[id(packed)] = (packed, ConvPlan(x, out, residual, key, None, packed.variant, fn, args))

@@ -27,9 +27,11 @@ def _tile_blocks(nmt, nb, threads):
 
 
 @njit(**JIT)
-def work_item(xr, wr, br, outr, resr, ostride, g, act, has_res, nfull, rw, cb, lo, hi):
+def work_item(xr, wr, br, outr, resr, ostride, g, act, has_res, nfull, rw, cb, lo, hi, items):
     """Channel block cb over 6-pixel tiles [lo, hi) of geometry ``g`` (a ``ConvGeom`` of int64s),
     whichever tile its width and pixel count take. Also the 1x1 half of ``depthwise_pointwise``.
+    ``items``: the addresses of this function, ``tile_item`` and ``narrow_item`` (``work_items()``),
+    which it calls through them (``stack.call_native``: their code is not compiled in again).
 
     A call, not inlined: the serial and parallel drivers and the fused layer share one compiled
     copy of the tiles (inlined into each prange body, the parfor passes over it and its second
@@ -37,26 +39,31 @@ def work_item(xr, wr, br, outr, resr, ostride, g, act, has_res, nfull, rw, cb, l
     work item (a block of up to MC tiles) costs nothing measurable."""
     pixels = g.pixels
     if cb == nfull:
-        narrow_item(xr, wr, br, outr, resr, ostride, g, act, has_res, nfull * g.kh * g.k_len * NR, rw,
-                    lo * MR, min(hi * MR, pixels))
+        call_native(items[2], narrow_item, xr, wr, br, outr, resr, ostride, g, act, has_res,
+                    nfull * g.kh * g.k_len * NR, rw, lo * MR, min(hi * MR, pixels))
     elif pixels < MR:
         for m in range(pixels):
             row_tile(xr, wr, br, outr, resr, ostride, m, cb, g, act, has_res)
     else:
-        tile_item(xr, wr, br, outr, resr, ostride, g, act, has_res, cb, lo, hi)
+        call_native(items[1], tile_item, xr, wr, br, outr, resr, ostride, g, act, has_res, cb, lo, hi)
 
 
-# work_item's argument types as both drivers pass them (the address they call is for these)
-WORK_ITEM_TYPES = (array1d,) * 5 + (types.int64, geom_type(ConvGeom), types.int64, types.boolean) + (types.int64,) * 5
+# the argument types work_item, tile_item and narrow_item are called with (their addresses are for these)
+_HEAD = (array1d,) * 5 + (types.int64, geom_type(ConvGeom), types.int64, types.boolean)
+WORK_ITEM_TYPES = _HEAD + (types.int64,) * 5 + (types.UniTuple(types.int64, 3),)
+TILE_ITEM_TYPES = _HEAD + (types.int64,) * 3
+NARROW_ITEM_TYPES = _HEAD + (types.int64,) * 4
 
 
-def work_item_address() -> np.int64:
-    """The compiled ``work_item`` the drivers call (their last argument)."""
-    return native_address(work_item, WORK_ITEM_TYPES)
+def work_items() -> tuple:
+    """The addresses of the compiled ``work_item``, ``tile_item`` and ``narrow_item``: the drivers'
+    last argument (they call the first and pass all three on)."""
+    return (native_address(work_item, WORK_ITEM_TYPES), native_address(tile_item, TILE_ITEM_TYPES),
+            native_address(narrow_item, NARROW_ITEM_TYPES))
 
 
 @njit(**PJIT)
-def conv_tiles_parallel(xf, wf, nfull, rw, bias, out2, res2, geom, act, has_res, threads, item):
+def conv_tiles_parallel(xf, wf, nfull, rw, bias, out2, res2, geom, act, has_res, threads, items):
     """Work item = (block of <= MC tiles, channel block): the weight panel of a channel block is
     reused across the block's tiles while it is hot in L1/L2. Block mb covers tiles
     [mb * nmt // nmb, (mb + 1) * nmt // nmb), so block sizes differ by at most one tile and both
@@ -71,12 +78,12 @@ def conv_tiles_parallel(xf, wf, nfull, rw, bias, out2, res2, geom, act, has_res,
     for t in prange(nmb * nb):
         mb = np.int64(t) // nb      # int64 as in the serial driver: one work_item specialisation
         cb = t - mb * nb
-        call_native(item, work_item, xr, wr, br, outr, resr, ostride, g, act, has_res, nfull, rw, cb,
-                    mb * nmt // nmb, (mb + 1) * nmt // nmb)
+        call_native(items[0], work_item, xr, wr, br, outr, resr, ostride, g, act, has_res, nfull, rw, cb,
+                    mb * nmt // nmb, (mb + 1) * nmt // nmb, items)
 
 
 @njit(**JIT)
-def conv_tiles_serial(xf, wf, nfull, rw, bias, out2, res2, geom, act, has_res, item):
+def conv_tiles_serial(xf, wf, nfull, rw, bias, out2, res2, geom, act, has_res, items):
     """The same loop on the calling thread, for layers too small to pay the fork/join."""
     g = ConvGeom(*geom)
     nmt = (g.pixels + MR - 1) // MR
@@ -86,5 +93,5 @@ def conv_tiles_serial(xf, wf, nfull, rw, bias, out2, res2, geom, act, has_res, i
     xr, wr, br, outr, resr = raw_view(xf, 0), raw_view(wf, 0), raw_view(bias, 0), raw_view(out2, 0), raw_view(res2, 0)
     for mb in range(nmb):
         for cb in range(nb):
-            call_native(item, work_item, xr, wr, br, outr, resr, ostride, g, act, has_res, nfull, rw, cb,
-                        mb * MC, min(nmt, mb * MC + MC))
+            call_native(items[0], work_item, xr, wr, br, outr, resr, ostride, g, act, has_res, nfull, rw, cb,
+                        mb * MC, min(nmt, mb * MC + MC), items)
