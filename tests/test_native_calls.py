@@ -107,6 +107,13 @@ for threads in (2, 1):
         out = np.zeros((2, oh, oh, 72 + 8), np.float32)
         K.conv2d(x, p, out, (s, s), pad, "relu", res, 8)
         errs[f"conv{k}s{s}/{threads} {p.variant}"] = rel(out[..., 8:], want)
+    # a 1x1 conv on a 1x1 map (fewer pixels than the 6-pixel tile: one row tile per pixel)
+    v = rng.standard_normal((1, 1, 1, 256), dtype=np.float32)
+    w = rng.standard_normal((1, 1, 256, 100), dtype=np.float32)
+    b = rng.standard_normal(100).astype(np.float32)
+    out = np.zeros((1, 1, 1, 100), np.float32)
+    K.conv2d(v, K.pack_conv2d(w, b), out, (1, 1), (0, 0, 0, 0), None)
+    errs[f"conv1x1map/{threads}"] = rel(out, R.conv2d(v, w, b))
     # depthwise alone, fused with the 1x1 after it (with and without an input activation)
     for s, pad in ((1, (1, 1, 1, 1)), (2, (0, 1, 0, 1))):
         dk = rng.standard_normal((3, 3, 40, 1), dtype=np.float32)

@@ -148,7 +148,7 @@ def _fused_kernels(kh, kw, sw, ia):
         """``_fused_item``'s argument types as both drivers pass them (for ``item_address``)."""
         return ((types.int64, array1d) + (types.int64,) * 3 + (array1d, vslot, array1d, array1d) + (types.int64,) * 2
                 + (array1d,) * 3 + (types.int64, array1d, geom_type(FusedGeom), types.int64, types.int64, types.boolean)
-                + lits + (types.int64, types.UniTuple(types.int64, 3)))
+                + lits + (types.int64, types.UniTuple(types.int64, 4)))
 
     _FUSED[key] = (fused_par, fused_serial, item_types, dwk.window_types(KH, KW, SW, IA))
     return _FUSED[key]

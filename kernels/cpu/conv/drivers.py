@@ -11,7 +11,7 @@ from numba import njit, prange, types
 from kernels.cpu.common import JIT, PJIT
 from kernels.cpu.conv.geometry import ConvGeom
 from kernels.cpu.conv.narrow import narrow_item
-from kernels.cpu.conv.tile import MC, MR, NR, row_tile, tile_item
+from kernels.cpu.conv.tile import MC, MR, NR, row_items, tile_item
 from kernels.cpu.native import array1d, geom_type, native_address
 from kernels.cpu.stack import call_native, raw_view
 
@@ -30,7 +30,7 @@ def _tile_blocks(nmt, nb, threads):
 def work_item(xr, wr, br, outr, resr, ostride, g, act, has_res, nfull, rw, cb, lo, hi, items):
     """Channel block cb over 6-pixel tiles [lo, hi) of geometry ``g`` (a ``ConvGeom`` of int64s),
     whichever tile its width and pixel count take. Also the 1x1 half of ``depthwise_pointwise``.
-    ``items``: the addresses of this function, ``tile_item`` and ``narrow_item`` (``work_items()``),
+    ``items``: the addresses of this function, ``tile_item``, ``narrow_item`` and ``row_items`` (``work_items()``),
     which it calls through them (``stack.call_native``: their code is not compiled in again).
 
     A call, not inlined: the serial and parallel drivers and the fused layer share one compiled
@@ -42,24 +42,24 @@ def work_item(xr, wr, br, outr, resr, ostride, g, act, has_res, nfull, rw, cb, l
         call_native(items[2], narrow_item, xr, wr, br, outr, resr, ostride, g, act, has_res,
                     nfull * g.kh * g.k_len * NR, rw, lo * MR, min(hi * MR, pixels))
     elif pixels < MR:
-        for m in range(pixels):
-            row_tile(xr, wr, br, outr, resr, ostride, m, cb, g, act, has_res)
+        call_native(items[3], row_items, xr, wr, br, outr, resr, ostride, g, act, has_res, cb)
     else:
         call_native(items[1], tile_item, xr, wr, br, outr, resr, ostride, g, act, has_res, cb, lo, hi)
 
 
 # the argument types work_item, tile_item and narrow_item are called with (their addresses are for these)
 _HEAD = (array1d,) * 5 + (types.int64, geom_type(ConvGeom), types.int64, types.boolean)
-WORK_ITEM_TYPES = _HEAD + (types.int64,) * 5 + (types.UniTuple(types.int64, 3),)
+WORK_ITEM_TYPES = _HEAD + (types.int64,) * 5 + (types.UniTuple(types.int64, 4),)
 TILE_ITEM_TYPES = _HEAD + (types.int64,) * 3
 NARROW_ITEM_TYPES = _HEAD + (types.int64,) * 4
+ROW_ITEMS_TYPES = _HEAD + (types.int64,)
 
 
 def work_items() -> tuple:
-    """The addresses of the compiled ``work_item``, ``tile_item`` and ``narrow_item``: the drivers'
-    last argument (they call the first and pass all three on)."""
+    """The addresses of the compiled ``work_item``, ``tile_item``, ``narrow_item`` and ``row_items``:
+    the drivers' last argument (they call the first and pass all four on)."""
     return (native_address(work_item, WORK_ITEM_TYPES), native_address(tile_item, TILE_ITEM_TYPES),
-            native_address(narrow_item, NARROW_ITEM_TYPES))
+            native_address(narrow_item, NARROW_ITEM_TYPES), native_address(row_items, ROW_ITEMS_TYPES))
 
 
 @njit(**PJIT)

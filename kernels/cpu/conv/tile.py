@@ -256,6 +256,14 @@ def row_tile(xf, wf, bias, out, res, ostride, m, cb, g, act, has_res):
 
 
 @njit(**JIT)
+def row_items(xf, wf, bias, out, res, ostride, g, act, has_res, cb):
+    """Every output pixel of an output of fewer than MR pixels x channel block cb, a ``row_tile``
+    each (a function of its own: ``work_item`` calls it through its address)."""
+    for m in range(g.pixels):
+        row_tile(xf, wf, bias, out, res, ostride, m, cb, g, act, has_res)
+
+
+@njit(**JIT)
 def tile_item(xf, wf, bias, out, res, ostride, g, act, has_res, cb, lo, hi):
     """Tiles [lo, hi) x channel block cb, kernel rows in passes of ``g.rows_per_pass``. While its
     tiles compute on one weight panel they prefetch the panel that comes next in memory (the next
