@@ -19,8 +19,8 @@ import time
 
 import numba
 
-__all__ = ["Claimed", "cache_dir", "cache_files", "claiming", "install_lazy_load", "install_save_lock", "is_cold",
-           "prune", "stale_dirs"]
+__all__ = ["Claimed", "cache_dir", "cache_files", "claiming", "compile_top_level", "install_lazy_load",
+           "install_save_lock", "is_cold", "prune", "stale_dirs"]
 
 
 def cache_dir() -> str:
@@ -259,6 +259,20 @@ def _install_claims() -> None:
     claimed_compile._kernelnets_claims = True
     Dispatcher.compile = claimed_compile
     Dispatcher._compile_for_args = compile_for_args_top
+
+
+def compile_top_level(dispatcher, sig):
+    """``dispatcher.compile(sig)`` as a kernel call from Python would compile it: in ``claiming(skip=True)``
+    mode a specialisation another process is compiling raises ``Claimed`` (the caller's step is
+    deferred) instead of being waited for. For work items whose address a driver is given
+    (``kernels.cpu.native``), compiled before the driver is called."""
+    if getattr(_tls, "mode", None) is not None:
+        _install_claims()
+        _tls.top = True
+    try:
+        return dispatcher.compile(sig)
+    finally:
+        _tls.top = False
 
 
 @contextlib.contextmanager

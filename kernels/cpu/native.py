@@ -15,6 +15,8 @@ import numpy as np
 from numba import types
 from numba._dispatcher import compute_fingerprint
 
+from kernels.cpu.cache import compile_top_level
+
 __all__ = ["array1d", "geom_type", "item_address", "native_address", "untyped_calls"]
 
 _ADDRS: dict = {}          # (fn, argtypes) -> address
@@ -35,7 +37,7 @@ def native_address(fn, argtypes: tuple) -> int:
     key = (fn, argtypes)
     addr = _ADDRS.get(key)
     if addr is None:
-        fn.compile(argtypes)
+        compile_top_level(fn, argtypes)      # (another process compiling it: ``Claimed``, the step waits)
         cres = fn.overloads[argtypes]
         name = cres.fndesc.mangled_name
         addr = cres.library.get_pointer_to_function(name)
