@@ -14,9 +14,9 @@ from nets.tools.timing import first_run, synthetic_input
 DEFAULT_MODELS = ("vgg16", "vgg19", "resnet50", "inception_v3", "xception", "mobilenet")
 
 # First-ever ``nets run`` of each network alone, empty cache, 2 threads, one helper process (bench/coldstart.py,
-# bench/RESULTS.md "Cold start"); ResNet101/152 use ResNet50's kernels.
-COLD_SECONDS = {"vgg16": 40, "vgg19": 38, "resnet50": 31, "resnet101": 31, "resnet152": 31, "inception_v3": 32,
-                "xception": 55, "mobilenet": 42}
+# bench/RESULTS.md "Cold and warm start", rounded up); ResNet101/152 use ResNet50's kernels.
+COLD_SECONDS = {"vgg16": 21, "vgg19": 21, "resnet50": 19, "resnet101": 19, "resnet152": 19, "inception_v3": 19,
+                "xception": 25, "mobilenet": 22}
 
 
 def expected_compile_seconds(name: str) -> str:
