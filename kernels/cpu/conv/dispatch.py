@@ -16,7 +16,7 @@ from kernels.cpu.conv import winograd as wino
 from kernels.cpu.conv.drivers import conv_tiles_parallel, conv_tiles_serial, work_items
 from kernels.cpu.conv.geometry import ConvGeom, WinogradGeom
 from kernels.cpu.conv.narrow import NARROW_MR
-from kernels.cpu.conv.tile import NR
+from kernels.cpu.conv.tile import MR, NR
 from kernels.cpu.elementwise import zero_pad
 
 SERIAL_FLOPS = 4_000_000      # below this the fork/join of the thread pool costs more than it saves
@@ -152,7 +152,8 @@ def conv2d(x, packed, out, stride, pad, act=None, residual=None, out_c0=0):
     # a layer with few pixels but a large weight matrix (the 1x1 classifier on a 1x1 map) is bound by
     # streaming its weights: two cores stream them ~2x faster although the FLOPs are few
     small = 2 * pixels * kh * kw * cin * cout < SERIAL_FLOPS and packed.weights.nbytes < SERIAL_WEIGHT_BYTES
-    item = work_items()
+    full = packed.nfull > 0
+    item = work_items(tile=full and pixels >= MR, narrow=packed.rw > 0, row=full and pixels < MR)
     fn, args = (conv_tiles_serial, args + (item,)) if threads == 1 or small else (conv_tiles_parallel,
                                                                                  args + (threads, item))
     if plannable(xp, out, residual):     # kept for the next call (it holds the buffers: one set a layer)

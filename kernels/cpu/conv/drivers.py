@@ -55,11 +55,17 @@ NARROW_ITEM_TYPES = _HEAD + (types.int64,) * 4
 ROW_ITEMS_TYPES = _HEAD + (types.int64,)
 
 
-def work_items() -> tuple:
+def work_items(tile=True, narrow=True, row=True) -> tuple:
     """The addresses of the compiled ``work_item``, ``tile_item``, ``narrow_item`` and ``row_items``:
-    the drivers' last argument (they call the first and pass all four on)."""
-    return (native_address(work_item, WORK_ITEM_TYPES), native_address(tile_item, TILE_ITEM_TYPES),
-            native_address(narrow_item, NARROW_ITEM_TYPES), native_address(row_items, ROW_ITEMS_TYPES))
+    the drivers' last argument (they call the first and pass all four on). One not wanted is 0 and
+    is not compiled: ``work_item`` reaches ``narrow_item`` only when the layer has a narrow last
+    block, ``row_items`` only for outputs of fewer than MR pixels and ``tile_item`` otherwise
+    (ResNet50 and VGG never need the narrow tiles, only MobileNet's classifier the row tiles)."""
+    zero = np.int64(0)
+    return (native_address(work_item, WORK_ITEM_TYPES),
+            native_address(tile_item, TILE_ITEM_TYPES) if tile else zero,
+            native_address(narrow_item, NARROW_ITEM_TYPES) if narrow else zero,
+            native_address(row_items, ROW_ITEMS_TYPES) if row else zero)
 
 
 @njit(**PJIT)
