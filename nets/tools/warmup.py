@@ -15,8 +15,8 @@ DEFAULT_MODELS = ("vgg16", "vgg19", "resnet50", "inception_v3", "xception", "mob
 
 # First-ever ``nets run`` of each network alone, empty cache, 2 threads, one helper process (bench/coldstart.py,
 # bench/RESULTS.md "Cold and warm start", rounded up); ResNet101/152 use ResNet50's kernels.
-COLD_SECONDS = {"vgg16": 21, "vgg19": 21, "resnet50": 19, "resnet101": 19, "resnet152": 19, "inception_v3": 19,
-                "xception": 25, "mobilenet": 22}
+COLD_SECONDS = {"vgg16": 19, "vgg19": 21, "resnet50": 18, "resnet101": 18, "resnet152": 18, "inception_v3": 15,
+                "xception": 21, "mobilenet": 20}
 
 
 def expected_compile_seconds(name: str) -> str:
