@@ -37,7 +37,7 @@ def native_address(fn, argtypes: tuple) -> int:
     key = (fn, argtypes)
     addr = _ADDRS.get(key)
     if addr is None:
-        compile_top_level(fn, argtypes)      # (another process compiling it: ``Claimed``, the step waits)
+        compile_top_level(fn, argtypes)      # (another process compiling it: ``Claimed``, the step is deferred)
         cres = fn.overloads[argtypes]
         name = cres.fndesc.mangled_name
         addr = cres.library.get_pointer_to_function(name)

@@ -47,7 +47,8 @@ def work_item(xr, wr, br, outr, resr, ostride, g, act, has_res, nfull, rw, cb, l
         call_native(items[1], tile_item, xr, wr, br, outr, resr, ostride, g, act, has_res, cb, lo, hi)
 
 
-# the argument types work_item, tile_item and narrow_item are called with (their addresses are for these)
+# the argument types work_item, tile_item, narrow_item and row_items are called with (their addresses are for
+# these)
 _HEAD = (array1d,) * 5 + (types.int64, geom_type(ConvGeom), types.int64, types.boolean)
 WORK_ITEM_TYPES = _HEAD + (types.int64,) * 5 + (types.UniTuple(types.int64, 4),)
 TILE_ITEM_TYPES = _HEAD + (types.int64,) * 3
