@@ -42,8 +42,6 @@ def native_address(fn, argtypes: tuple) -> int:
         name = cres.fndesc.mangled_name
         addr = cres.library.get_pointer_to_function(name)
         if not addr:
-            addr = cres.library.codegen._engine._ee.get_function_address(name)
-        if not addr:
             raise RuntimeError(f"no native code for {fn.py_func.__qualname__}{argtypes}")
         _ADDRS[key] = addr = np.int64(addr)
     return addr
