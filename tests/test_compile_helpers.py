@@ -67,6 +67,27 @@ def test_a_claimed_kernel_is_skipped_from_python_and_waited_for_otherwise(monkey
         assert fn(a, 3) == 30.0              # another signature: not claimed, compiled here
 
 
+def test_a_claimed_work_item_address_defers_its_step(monkeypatch, tmp_path):
+    # a driver's work item looked up by address (kernels.cpu.native) is compiled as a call from Python:
+    # claimed elsewhere, the lookup raises Claimed (the step is deferred) rather than waiting
+    from numba.core import types
+
+    from kernels.cpu.cache import Claimed, claim_path, claiming
+    from kernels.cpu.native import native_address
+
+    fn = fresh_kernel(monkeypatch, tmp_path)
+    args = (types.Array(types.float64, 1, "C"), types.int64)
+    fd = held(claim_path(fn, args))
+    try:
+        with claiming(skip=True), pytest.raises(Claimed):
+            native_address(fn, args)
+        assert len(fn.overloads) == 0
+    finally:
+        os.close(fd)
+    with claiming(skip=True):
+        assert native_address(fn, args) != 0
+
+
 def test_cache_saves_wait_for_the_index_lock(monkeypatch, tmp_path):
     # two processes saving entries of one function must not interleave their index updates
     from numba.core.caching import IndexDataCacheFile
